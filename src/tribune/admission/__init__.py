@@ -1,0 +1,1 @@
+"""Letting listeners in: signed listener tokens and rate limits (waiting room later)."""

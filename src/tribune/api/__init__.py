@@ -1,0 +1,1 @@
+"""The HTTP control plane: thin routes over ``tribune.service``."""

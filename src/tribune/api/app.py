@@ -1,0 +1,64 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import APIRouter, FastAPI
+from starlette.responses import HTMLResponse
+
+from tribune import __version__, problems_doc
+from tribune.api import problems
+from tribune.api.guard import RequestGuard
+from tribune.api.routes import accounts, events, listeners, spaces, stage
+from tribune.api.services import Services
+from tribune.config import Settings
+from tribune.service.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+health = APIRouter(tags=["meta"])
+
+
+@health.get("/api/health", summary="Liveness")
+async def health_check() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """``uvicorn --factory tribune.api.app:create_app`` reads ``TRIBUNE_*`` settings."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await Runtime.start(settings)
+        app.state.services = Services.build(runtime)
+        logger.info("tribune %s ready", __version__)
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="Tribune",
+        version=__version__,
+        summary="Live audio rooms: Spaces, stage, listeners.",
+        description=problems_doc.DESCRIPTION,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    for module in (accounts, spaces, listeners, stage, events):
+        app.include_router(module.router)
+    app.include_router(health)
+
+    index = resources.files("tribune.web").joinpath("index.html").read_text()
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> HTMLResponse:
+        return HTMLResponse(index)
+
+    return app

@@ -1,0 +1,83 @@
+"""The listener's side: join, heartbeat, room state, reactions.
+
+These are the requests a crowd makes, so they avoid the database where they can: a
+guest join is an in-memory check, an HMAC and a presence update; the room state is one
+shared document rebuilt at most once per max-age and cacheable by any HTTP cache.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from tribune.api.auth import CallerDep, ListenerDep
+from tribune.api.present import space_urls
+from tribune.api.schemas import HeartbeatOut, JoinOut, ReactionIn
+from tribune.api.services import ServicesDep
+
+router = APIRouter(prefix="/api/spaces", tags=["listening"])
+
+
+@router.post(
+    "/{space_id}/join",
+    status_code=201,
+    response_model=JoinOut,
+    summary="Join as a listener (guests too, if the host allows)",
+)
+async def join(space_id: str, caller: CallerDep, services: ServicesDep) -> Response:
+    joined = await services.spaces.join(space_id, caller.user)
+    urls = space_urls(space_id)
+    body = {
+        "space_id": joined.space_id,
+        "listener_id": joined.listener_id,
+        "listener_token": joined.token,
+        "expires_at": joined.expires_at,
+        "heartbeat_interval_s": services.runtime.settings.heartbeat_interval_s,
+        "urls": {
+            "state": urls.state,
+            "heartbeat": f"{urls.self}/heartbeat",
+            "reactions": f"{urls.self}/reactions",
+            "playlist": None,
+        },
+    }
+    # Serialised by hand (orjson, no response model): this is the hottest write we have.
+    return Response(orjson.dumps(body), status_code=201, media_type="application/json")
+
+
+@router.post("/{space_id}/heartbeat", response_model=HeartbeatOut, summary="I am still here")
+async def heartbeat(space_id: str, listener: ListenerDep, services: ServicesDep) -> HeartbeatOut:
+    counts = await services.spaces.heartbeat(space_id, listener)
+    rt = services.runtime
+    out = HeartbeatOut(
+        listeners=counts.public(),
+        next_heartbeat_s=rt.settings.heartbeat_interval_s,
+    )
+    if listener.expires_at - time.time() < rt.settings.listener_token_ttl_s / 2:
+        out.listener_token, out.expires_at = rt.listener_tokens.issue(
+            space_id, listener.listener_id
+        )
+    return out
+
+
+@router.get(
+    "/{space_id}/state",
+    summary="Room state: identical for every listener, cacheable for a second",
+    responses={200: {"content": {"application/json": {}}}},
+)
+async def room_state(space_id: str, request: Request, services: ServicesDep) -> Response:
+    body, etag = await services.spaces.state_document(space_id)
+    max_age = services.runtime.settings.state_max_age_s
+    headers = {"Cache-Control": f"public, max-age={max_age}", "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.post("/{space_id}/reactions", status_code=204, summary="React (rate-limited per person)")
+async def react(
+    space_id: str, body: ReactionIn, caller: CallerDep, services: ServicesDep
+) -> Response:
+    await services.spaces.react(space_id, body.reaction, caller.user, caller.listener)
+    return Response(status_code=204)

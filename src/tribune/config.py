@@ -1,0 +1,78 @@
+"""Settings from ``TRIBUNE_*`` environment variables, with safe defaults.
+
+The embedded default needs none of them: data goes to ``./data``, the database is a
+SQLite file there, and a secret key is generated on first start and kept in
+``data/secret.key`` (mode 0600) so tokens survive restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+SECRET_FILE = "secret.key"  # noqa: S105 - a file name
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIBUNE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    data_dir: Path = Path("data")
+    #: SQLAlchemy async URL; default is ``sqlite+aiosqlite:///<data_dir>/tribune.db``.
+    database_url: str | None = None
+    #: 32+ random bytes, hex or any string; generated and persisted when absent.
+    secret_key: SecretStr | None = None
+    #: Public origin (scheme://host[:port]) used in absolute URLs and the Origin check.
+    public_url: str | None = None
+    cookie_secure: bool = False
+    log_level: str = "info"
+    access_log: bool = False
+
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    session_ttl_s: int = Field(14 * 24 * 3600, ge=60)
+    listener_token_ttl_s: int = Field(4 * 3600, ge=60)
+    heartbeat_interval_s: int = Field(10, ge=1)
+    presence_window_s: float = Field(30.0, gt=0)
+    #: Reactions per second per person (token bucket; the burst equals the rate).
+    reaction_rate: float = Field(5.0, gt=0)
+    #: Failed log-ins allowed per username per minute before 429.
+    login_attempts_per_minute: int = Field(10, ge=1)
+    #: How long the room-state document may be served from memory (and by HTTP caches).
+    state_max_age_s: int = Field(1, ge=0)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'tribune.db'}"
+
+    def resolved_secret(self) -> bytes:
+        """The secret key: from the environment, else from ``data/secret.key``, else new."""
+        if self.secret_key is not None:
+            value = self.secret_key.get_secret_value()
+            if len(value) < 32:
+                raise ValueError("TRIBUNE_SECRET_KEY must be at least 32 characters")
+            return value.encode()
+        path = self.data_dir / SECRET_FILE
+        if path.exists():
+            return path.read_bytes().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32).encode()
+        # O_EXCL: two processes starting at once must not overwrite each other's key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        logger.info("generated a new secret key in %s", path)
+        return key

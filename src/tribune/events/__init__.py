@@ -1,0 +1,1 @@
+"""Room events to hosts and speakers: publish once, deliver to every subscriber."""

@@ -1,0 +1,99 @@
+"""Every error Tribune raises on purpose, one tree.
+
+```
+TribuneError
+ ├── InvalidInput              400  the request is well-formed but says something impossible
+ ├── NotAuthenticated          401  no credentials, or credentials we cannot accept
+ │    └── InvalidToken         401  a token that is tampered with, malformed or expired
+ ├── Forbidden                 403
+ │    ├── PermissionDenied     403  the role may not perform the action (rooms.permissions)
+ │    ├── CSRFFailed           403  cookie-authenticated write without a matching CSRF token
+ │    └── RemovedFromSpace     403  a removed user tries to come back
+ ├── NotFound                  404
+ ├── Conflict                  409
+ │    ├── InvalidTransition    409  e.g. starting a Space that has ended
+ │    ├── StageFull            409  a third co-host, an eleventh speaker
+ │    └── AlreadyExists        409  e.g. a username that is taken
+ ├── PayloadTooLarge           413
+ ├── UnsupportedMediaType      415
+ └── RateLimited               429  carries ``retry_after`` seconds
+```
+The HTTP layer maps each class to its status in one place (``api.problems``); the domain
+never mentions HTTP.
+"""
+
+from __future__ import annotations
+
+
+class TribuneError(Exception):
+    """Base class. ``detail`` is a sentence a person can act on."""
+
+    title = "Request failed"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(TribuneError):
+    title = "Invalid input"
+
+
+class NotAuthenticated(TribuneError):
+    title = "Not authenticated"
+
+
+class InvalidToken(NotAuthenticated):
+    title = "Invalid token"
+
+
+class Forbidden(TribuneError):
+    title = "Forbidden"
+
+
+class PermissionDenied(Forbidden):
+    title = "Permission denied"
+
+
+class CSRFFailed(Forbidden):
+    title = "CSRF check failed"
+
+
+class RemovedFromSpace(Forbidden):
+    title = "Removed from this Space"
+
+
+class NotFound(TribuneError):
+    title = "Not found"
+
+
+class Conflict(TribuneError):
+    title = "Conflict"
+
+
+class InvalidTransition(Conflict):
+    title = "Invalid state transition"
+
+
+class StageFull(Conflict):
+    title = "Stage is full"
+
+
+class AlreadyExists(Conflict):
+    title = "Already exists"
+
+
+class PayloadTooLarge(TribuneError):
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(TribuneError):
+    title = "Unsupported media type"
+
+
+class RateLimited(TribuneError):
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -1,0 +1,1 @@
+"""Application services: load from the store, apply the domain, save, publish."""

@@ -1,0 +1,62 @@
+"""Everything a running Tribune holds, built once at start and closed once at stop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tribune.admission.ratelimit import MemoryRateLimiter, RateLimiter
+from tribune.admission.tokens import ListenerTokens
+from tribune.config import Settings
+from tribune.events.base import EventBus
+from tribune.events.memory import MemoryEventBus
+from tribune.presence.base import Presence
+from tribune.presence.memory import MemoryPresence
+from tribune.store.db import Database
+
+logger = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    secret: bytes
+    db: Database
+    presence: Presence
+    limiter: RateLimiter
+    bus: EventBus
+    listener_tokens: ListenerTokens
+    #: wall clock (aware UTC); tests may replace it
+    now: Callable[[], datetime] = field(default=utcnow)
+    _closed: bool = False
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        secret = settings.resolved_secret()
+        db = Database(settings.resolved_database_url())
+        await db.migrate()
+        return cls(
+            settings=settings,
+            secret=secret,
+            db=db,
+            presence=MemoryPresence(settings.presence_window_s, time.monotonic),
+            limiter=MemoryRateLimiter(),
+            bus=MemoryEventBus(),
+            listener_tokens=ListenerTokens(secret, settings.listener_token_ttl_s),
+        )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.bus.close()
+        await self.presence.close()
+        await self.limiter.close()
+        await self.db.close()

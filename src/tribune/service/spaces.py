@@ -1,0 +1,333 @@
+"""Spaces as a service: every change goes load -> domain -> save -> publish."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from tribune.admission.tokens import ListenerToken
+from tribune.exceptions import (
+    InvalidTransition,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RemovedFromSpace,
+)
+from tribune.presence.base import ListenerCounts
+from tribune.rooms.permissions import Action, authorize
+from tribune.rooms.reactions import REACTIONS, validate_reaction
+from tribune.rooms.roles import Role
+from tribune.rooms.space import (
+    Room,
+    RoomEvent,
+    SpaceState,
+    StageMember,
+    validate_description,
+    validate_schedule,
+    validate_title,
+)
+from tribune.service.runtime import Runtime
+from tribune.store import spaces as store
+from tribune.store.users import User
+
+logger = logging.getLogger(__name__)
+
+GUEST_PREFIX = "g_"
+
+
+def new_space_id() -> str:
+    return secrets.token_hex(6)
+
+
+@dataclass(frozen=True)
+class Joined:
+    space_id: str
+    listener_id: str
+    token: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class _Gate:
+    """What the join path needs to know about a Space, cached briefly in memory."""
+
+    state: SpaceState
+    allow_guests: bool
+    fetched: float
+
+
+class Spaces:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._gates: dict[str, _Gate] = {}
+        self._state_docs: dict[str, tuple[float, bytes, str]] = {}
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def get(self, space_id: str) -> Room:
+        async with self.rt.db.read() as conn:
+            room = await store.load_room(conn, space_id)
+        if room is None:
+            raise NotFound(f"there is no Space with id {space_id!r}")
+        return room
+
+    async def counts(self, room: Room) -> ListenerCounts:
+        if room.state in (SpaceState.ENDED, SpaceState.CANCELLED):
+            async with self.rt.db.read() as conn:
+                totals = await store.total_listeners(conn, [room.id])
+            return ListenerCounts(0, totals.get(room.id, 0))
+        return await self.rt.presence.counts(room.id)
+
+    async def listing(
+        self, states: Sequence[SpaceState], limit: int, offset: int
+    ) -> list[tuple[Room, ListenerCounts, int]]:
+        async with self.rt.db.read() as conn:
+            rooms = await store.list_rooms(conn, states, limit=limit, offset=offset)
+            ids = [r.id for r in rooms]
+            reminders = await store.reminder_counts(conn, ids) if ids else {}
+            totals = await store.total_listeners(conn, ids) if ids else {}
+        result = []
+        for room in rooms:
+            if room.state is SpaceState.LIVE or room.state is SpaceState.SCHEDULED:
+                counts = await self.rt.presence.counts(room.id)
+            else:
+                counts = ListenerCounts(0, totals.get(room.id, 0))
+            result.append((room, counts, reminders.get(room.id, 0)))
+        if SpaceState.LIVE in states:
+            result.sort(key=lambda item: -item[1].concurrent)
+        return result
+
+    async def reminder_count(self, space_id: str) -> int:
+        async with self.rt.db.read() as conn:
+            return (await store.reminder_counts(conn, [space_id])).get(space_id, 0)
+
+    async def has_reminder(self, space_id: str, user_id: str) -> bool:
+        async with self.rt.db.read() as conn:
+            return await store.has_reminder(conn, space_id, user_id)
+
+    # -- changing ------------------------------------------------------------------------
+
+    async def create(
+        self,
+        host: User,
+        title: str,
+        description: str,
+        scheduled_start: datetime | None,
+        allow_guests: bool,
+    ) -> Room:
+        now = self.rt.now()
+        room = Room(
+            id=new_space_id(),
+            host_id=host.id,
+            title=validate_title(title),
+            description=validate_description(description),
+            state=SpaceState.SCHEDULED,
+            allow_guests=allow_guests,
+            created_at=now,
+            scheduled_start=(
+                validate_schedule(scheduled_start, now) if scheduled_start is not None else None
+            ),
+        )
+        room.members[host.id] = StageMember(host.id, host.display_name, Role.HOST, now)
+        events: list[RoomEvent] = []
+        if scheduled_start is None:
+            events = room.start(host.id, now)
+        async with self.rt.db.transaction() as conn:
+            await store.insert_room(conn, room)
+        logger.info("space %s created by %s (%s)", room.id, host.id, room.state.value)
+        await self._publish(room, events)
+        return room
+
+    async def change(
+        self, space_id: str, operation: Callable[[Room, datetime], list[RoomEvent]]
+    ) -> tuple[Room, list[RoomEvent]]:
+        """Apply one domain operation atomically and publish what it caused.
+
+        The per-Space lock serialises writers in this process; the row lock taken by
+        ``load_room(lock=True)`` does the same across processes on PostgreSQL.
+        """
+        lock = self._locks.setdefault(space_id, asyncio.Lock())
+        async with lock:
+            now = self.rt.now()
+            async with self.rt.db.transaction() as conn:
+                room = await store.load_room(conn, space_id, lock=True)
+                if room is None:
+                    raise NotFound(f"there is no Space with id {space_id!r}")
+                before = room.snapshot()
+                events = operation(room, now)
+                await store.save_room(conn, before, room)
+                for event in events:
+                    if event.type == "space.state" and event.data["new"] == "live":
+                        sent = await store.notify_reminded(conn, space_id, "space_started", now)
+                        logger.info("space %s: reminded %d people", space_id, sent)
+                if room.state in (SpaceState.ENDED, SpaceState.CANCELLED) and (
+                    before.state is not room.state
+                ):
+                    final = await self.rt.presence.close_space(space_id)
+                    await store.set_total_listeners(conn, space_id, final.total)
+        if room.state in (SpaceState.ENDED, SpaceState.CANCELLED):
+            self._locks.pop(space_id, None)
+        await self._publish(room, events)
+        return room, events
+
+    async def _publish(self, room: Room, events: list[RoomEvent]) -> None:
+        self._gates.pop(room.id, None)
+        self._state_docs.pop(room.id, None)
+        for event in events:
+            await self.rt.bus.publish(room.id, event.type, event.data)
+
+    # -- reminders -----------------------------------------------------------------------
+
+    async def remind(self, space_id: str, user: User, on: bool) -> None:
+        room = await self.get(space_id)
+        authorize(room.role_of(user.id), Action.REMIND)
+        room.check_not_removed(user.id)
+        if on and room.state is not SpaceState.SCHEDULED:
+            raise InvalidTransition(
+                f"the Space is {room.state.value}; reminders are for upcoming ones"
+            )
+        async with self.rt.db.transaction() as conn:
+            if on:
+                await store.add_reminder(conn, space_id, user.id, self.rt.now())
+            elif not await store.remove_reminder(conn, space_id, user.id):
+                raise NotFound("you had no reminder for this Space")
+
+    async def notifications(self, user: User, limit: int) -> list[dict[str, Any]]:
+        async with self.rt.db.read() as conn:
+            rows = await store.list_notifications(conn, user.id, limit)
+        return [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "space_id": r.space_id,
+                "title": r.title,
+                "created_at": r.created_at.isoformat(),
+            }
+            for r in rows
+        ]
+
+    # -- listeners -----------------------------------------------------------------------
+
+    async def _gate(self, space_id: str) -> _Gate:
+        gate = self._gates.get(space_id)
+        now = time.monotonic()
+        if gate is None or now - gate.fetched > self.rt.settings.state_max_age_s:
+            room = await self.get(space_id)
+            gate = self._gates[space_id] = _Gate(room.state, room.allow_guests, now)
+        return gate
+
+    async def join(self, space_id: str, user: User | None) -> Joined:
+        """A listener token for ``space_id``: hot path, no database for guests."""
+        gate = await self._gate(space_id)
+        if gate.state in (SpaceState.ENDED, SpaceState.CANCELLED):
+            raise InvalidTransition(f"the Space has {gate.state.value}; its live audio is over")
+        if user is None:
+            if not gate.allow_guests:
+                raise NotAuthenticated("this Space is for signed-in listeners: log in to join")
+            listener_id = GUEST_PREFIX + secrets.token_hex(8)
+        else:
+            async with self.rt.db.read() as conn:
+                if await store.is_removed(conn, space_id, user.id):
+                    raise RemovedFromSpace("you were removed from this Space and cannot rejoin it")
+            listener_id = user.id
+        token, expires = self.rt.listener_tokens.issue(space_id, listener_id)
+        await self.rt.presence.seen(space_id, listener_id)
+        return Joined(space_id, listener_id, token, expires)
+
+    async def heartbeat(self, space_id: str, token: ListenerToken) -> ListenerCounts:
+        if token.space_id != space_id:
+            raise PermissionDenied("this listener token is for another Space")
+        gate = await self._gate(space_id)
+        if gate.state in (SpaceState.ENDED, SpaceState.CANCELLED):
+            raise InvalidTransition(f"the Space has {gate.state.value}")
+        if not token.is_guest:
+            async with self.rt.db.read() as conn:
+                if await store.is_removed(conn, space_id, token.listener_id):
+                    raise RemovedFromSpace("you were removed from this Space")
+        await self.rt.presence.seen(space_id, token.listener_id)
+        return await self.rt.presence.counts(space_id)
+
+    async def react(
+        self,
+        space_id: str,
+        reaction: str,
+        user: User | None,
+        listener: ListenerToken | None,
+    ) -> None:
+        """A reaction from a signed-in person or from a listener token (guests)."""
+        name = validate_reaction(reaction)
+        if user is not None:
+            who = user.id
+            room = await self.get(space_id)
+            room.check_not_removed(who)
+            authorize(room.role_of(who), Action.REACT)
+            state = room.state
+        elif listener is not None:
+            if listener.space_id != space_id:
+                raise PermissionDenied("this listener token is for another Space")
+            who = listener.listener_id
+            state = (await self._gate(space_id)).state
+            if not listener.is_guest:
+                async with self.rt.db.read() as conn:
+                    if await store.is_removed(conn, space_id, who):
+                        raise RemovedFromSpace("you were removed from this Space")
+            authorize(Role.GUEST if listener.is_guest else Role.LISTENER, Action.REACT)
+        else:
+            raise NotAuthenticated("join the Space and send its listener token, or log in")
+        if state is not SpaceState.LIVE:
+            raise InvalidTransition(f"the Space is {state.value}; reactions are for live ones")
+        rate = self.rt.settings.reaction_rate
+        decision = await self.rt.limiter.hit(f"react:{space_id}:{who}", rate, rate)
+        if not decision.allowed:
+            raise RateLimited(
+                f"at most {rate:g} reactions per second; wait a moment", decision.retry_after
+            )
+        async with self.rt.db.transaction() as conn:
+            await store.add_reaction(conn, space_id, name)
+        await self.rt.bus.publish(space_id, "reaction", {"reaction": name, "from": who})
+
+    # -- the room-state document ---------------------------------------------------------
+
+    async def state_document(self, space_id: str) -> tuple[bytes, str]:
+        """The JSON every listener polls, identical for all, rebuilt at most once per max-age."""
+        cached = self._state_docs.get(space_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < max(self.rt.settings.state_max_age_s, 0.2):
+            return cached[1], cached[2]
+        room = await self.get(space_id)
+        async with self.rt.db.read() as conn:
+            reactions = await store.reaction_counts(conn, space_id)
+        counts = await self.counts(room)
+        doc = {
+            "id": room.id,
+            "title": room.title,
+            "description": room.description,
+            "state": room.state.value,
+            "scheduled_start": _iso(room.scheduled_start),
+            "started_at": _iso(room.started_at),
+            "ended_at": _iso(room.ended_at),
+            "stage": [m.public() for m in room.members.values()],
+            "reactions": {name: reactions.get(name, 0) for name in REACTIONS},
+            "listeners": counts.public(),
+            "requests_pending": len(room.requests),
+            "generated_at": self.rt.now().isoformat(),
+        }
+        body = orjson.dumps(doc)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        self._state_docs[space_id] = (now, body, etag)
+        return body, etag
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

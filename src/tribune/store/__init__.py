@@ -1,0 +1,1 @@
+"""Durable data: SQLAlchemy 2 (async), SQLite by default, PostgreSQL when configured."""
