@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 
 from tribune.admission.tokens import PREFIX as LISTENER_PREFIX
 from tribune.admission.tokens import ListenerToken
-from tribune.exceptions import CSRFFailed, InvalidToken, NotAuthenticated
+from tribune.exceptions import CSRFFailed, InvalidToken, NotAuthenticated, PermissionDenied
 from tribune.service.accounts import API_TOKEN_PREFIX
 from tribune.store.users import User
 
@@ -73,6 +73,9 @@ async def _caller(request: Request) -> Caller:
 
 async def _user(caller: Annotated[Caller, Depends(_caller)]) -> User:
     if caller.user is None:
+        if caller.listener is not None:
+            # Known, but as a listener token: a guest (or a listener) asking for more.
+            raise PermissionDenied("a listener token only listens, reacts and heartbeats; log in")
         raise NotAuthenticated("log in, or send 'Authorization: Bearer <API token>'")
     return caller.user
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -61,7 +62,8 @@ def _room(row: Any) -> Room:
 
 async def insert_room(conn: AsyncConnection, room: Room) -> None:
     await conn.execute(insert(spaces).values(id=room.id, **_space_values(room)))
-    await _save_children(conn, Room(**{**room.__dict__, "members": {}}), room)
+    empty = dataclasses.replace(room, members={}, requests={}, invitations={}, removed=set())
+    await _save_children(conn, empty, room)
 
 
 async def load_room(conn: AsyncConnection, space_id: str, *, lock: bool = False) -> Room | None:

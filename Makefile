@@ -1,0 +1,49 @@
+# Every target sets up what it needs: a fresh machine runs `make run` or `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+TEST_DEBS  := postgresql
+BENCH_DEBS := wrk
+
+.PHONY: run test lint format bench setup system-deps-test system-deps-bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Tribune needs Python >= 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+## run: start Tribune on http://127.0.0.1:8000 (SQLite in ./data, no other server)
+run: $(STAMP)
+	$(BIN)/tribune serve
+
+## test: the whole suite, real PostgreSQL included
+test: $(STAMP) system-deps-test
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+## bench: benchmarks that print tables and write PNG plots to bench/results/
+bench: $(STAMP) system-deps-bench
+	$(BIN)/python bench/join.py
+
+system-deps-test:
+	@bash scripts/system-deps.sh $(TEST_DEBS)
+
+system-deps-bench:
+	@bash scripts/system-deps.sh $(BENCH_DEBS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
