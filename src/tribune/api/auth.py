@@ -14,7 +14,8 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from tribune.admission.tokens import PREFIX as LISTENER_PREFIX
 from tribune.admission.tokens import ListenerToken
@@ -37,7 +38,19 @@ class Caller:
     csrf_token: str | None = None
 
 
-async def _caller(request: Request) -> Caller:
+# Declared so that /docs offers an "Authorize" dialog for both; _caller reads the raw
+# headers itself so that every failure gets our problem+json wording.
+_bearer_scheme = HTTPBearer(auto_error=False, description="API token (tbt_) or listener token")
+_csrf_scheme = APIKeyHeader(
+    name="X-CSRF-Token", auto_error=False, description="csrf_token from sign-up or log-in"
+)
+
+
+async def _caller(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)],
+    _csrf: Annotated[str | None, Security(_csrf_scheme)],
+) -> Caller:
     services = request.app.state.services
     header = request.headers.get("authorization")
     if header is not None:
