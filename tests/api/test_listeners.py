@@ -167,3 +167,31 @@ def test_no_joining_an_ended_space(server: LiveServer, anon):
     problem(anon.post(f"/api/spaces/{sid}/join"), 409, contains="ended")
     problem(anon.post(f"/api/spaces/{sid}/heartbeat", headers=bearer(token)), 409)
     assert anon.get(f"/api/spaces/{sid}").json()["listeners"] == {"concurrent": 0, "total": 1}
+
+
+def test_guest_and_account_joins_answer_alike(server: LiveServer, anon):
+    """Guests are served by the ASGI fast path, accounts by the route: same document shape."""
+    host, fan = sign_up(server.url), sign_up(server.url)
+    sid = create_space(host)["id"]
+    guest = anon.post(f"/api/spaces/{sid}/join")
+    account = fan.post(f"/api/spaces/{sid}/join")
+    assert guest.status_code == account.status_code == 201
+    assert guest.headers["content-type"] == account.headers["content-type"]
+    assert guest.json().keys() == account.json().keys()
+    assert guest.json()["urls"] == account.json()["urls"]
+
+
+def test_fast_path_still_enforces_the_body_limit(server: LiveServer, anon):
+    """An oversized guest join is refused by the guard before any join is issued."""
+    host = sign_up(server.url)
+    sid = create_space(host)["id"]
+    big = b"{" + b" " * (server.settings.max_body_bytes + 1) + b"}"
+    r = anon.post(
+        f"/api/spaces/{sid}/join", content=big, headers={"Content-Type": "application/json"}
+    )
+    problem(r, 413, contains="limit")
+    problem(
+        anon.post(f"/api/spaces/{sid}/join", content=b"x", headers={"Content-Type": "text/plain"}),
+        415,
+    )
+    assert host.get(f"/api/spaces/{sid}").json()["listeners"]["total"] == 0

@@ -23,7 +23,7 @@ class Services:
         return cls(runtime, Accounts(runtime), Spaces(runtime))
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

@@ -43,6 +43,7 @@ from tribune.store.users import User
 logger = logging.getLogger(__name__)
 
 GUEST_PREFIX = "g_"
+_MAX_GATES = 10_000
 
 
 def new_space_id() -> str:
@@ -64,6 +65,7 @@ class _Gate:
     state: SpaceState
     allow_guests: bool
     fetched: float
+    missing: bool = False  # no such Space (remembered, like the others)
 
 
 class Spaces:
@@ -71,6 +73,7 @@ class Spaces:
         self.rt = rt
         self._locks: dict[str, asyncio.Lock] = {}
         self._gates: dict[str, _Gate] = {}
+        self._gate_fetches: dict[str, asyncio.Future[_Gate]] = {}
         self._state_docs: dict[str, tuple[float, bytes, str]] = {}
 
     # -- reading -------------------------------------------------------------------------
@@ -220,11 +223,44 @@ class Spaces:
     # -- listeners -----------------------------------------------------------------------
 
     async def _gate(self, space_id: str) -> _Gate:
+        """The Space's join policy from memory; refreshed at most once per max-age.
+
+        A crowd arrives at once, so the refresh is single-flight: one database read per
+        Space per expiry, while the others keep using the previous answer. Unknown ids
+        are remembered too, so a flood of made-up ids costs one read each per max-age.
+        """
         gate = self._gates.get(space_id)
         now = time.monotonic()
-        if gate is None or now - gate.fetched > self.rt.settings.state_max_age_s:
-            room = await self.get(space_id)
-            gate = self._gates[space_id] = _Gate(room.state, room.allow_guests, now)
+        if gate is not None and now - gate.fetched <= self.rt.settings.state_max_age_s:
+            return self._checked(space_id, gate)
+        fetch = self._gate_fetches.get(space_id)
+        if fetch is None:
+            fetch = asyncio.ensure_future(self._fetch_gate(space_id))
+            self._gate_fetches[space_id] = fetch
+            fetch.add_done_callback(lambda _: self._gate_fetches.pop(space_id, None))
+        if gate is None:
+            gate = await asyncio.shield(fetch)
+        return self._checked(space_id, gate)
+
+    async def _fetch_gate(self, space_id: str) -> _Gate:
+        async with self.rt.db.read() as conn:
+            room = await store.load_room(conn, space_id)
+        fetched = time.monotonic()
+        gate = (
+            _Gate(room.state, room.allow_guests, fetched)
+            if room is not None
+            else _Gate(SpaceState.CANCELLED, False, fetched, missing=True)
+        )
+        if len(self._gates) >= _MAX_GATES:  # made-up ids must not grow memory without bound
+            horizon = fetched - self.rt.settings.state_max_age_s
+            self._gates = {k: g for k, g in self._gates.items() if g.fetched >= horizon}
+        self._gates[space_id] = gate
+        return gate
+
+    @staticmethod
+    def _checked(space_id: str, gate: _Gate) -> _Gate:
+        if gate.missing:
+            raise NotFound(f"there is no Space with id {space_id!r}")
         return gate
 
     async def join(self, space_id: str, user: User | None) -> Joined:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 
-import orjson
 from fastapi import APIRouter, Request, Response
 
 from tribune.api.auth import CallerDep, ListenerDep
-from tribune.api.present import space_urls
+from tribune.api.listener_views import join_response
 from tribune.api.schemas import HeartbeatOut, JoinOut, ReactionIn
 from tribune.api.services import ServicesDep
 
@@ -27,23 +26,8 @@ router = APIRouter(prefix="/api/spaces", tags=["listening"])
     summary="Join as a listener (guests too, if the host allows)",
 )
 async def join(space_id: str, caller: CallerDep, services: ServicesDep) -> Response:
-    joined = await services.spaces.join(space_id, caller.user)
-    urls = space_urls(space_id)
-    body = {
-        "space_id": joined.space_id,
-        "listener_id": joined.listener_id,
-        "listener_token": joined.token,
-        "expires_at": joined.expires_at,
-        "heartbeat_interval_s": services.runtime.settings.heartbeat_interval_s,
-        "urls": {
-            "state": urls.state,
-            "heartbeat": f"{urls.self}/heartbeat",
-            "reactions": f"{urls.self}/reactions",
-            "playlist": None,
-        },
-    }
-    # Serialised by hand (orjson, no response model): this is the hottest write we have.
-    return Response(orjson.dumps(body), status_code=201, media_type="application/json")
+    """Guests without credentials are answered by ``api.fastpath`` with the same code."""
+    return join_response(services, await services.spaces.join(space_id, caller.user))
 
 
 @router.post("/{space_id}/heartbeat", response_model=HeartbeatOut, summary="I am still here")
