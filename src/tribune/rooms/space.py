@@ -256,7 +256,7 @@ class Room:
         return [RoomEvent("request.withdrawn", {"user_id": actor})]
 
     def answer_request(
-        self, actor: str, user_id: str, accept: bool, display_name: str, now: datetime
+        self, actor: str, user_id: str, accept: bool, now: datetime
     ) -> list[RoomEvent]:
         authorize(self.role_of(actor), Action.ACCEPT_REQUEST if accept else Action.DENY_REQUEST)
         self._check_open("answer requests")
@@ -268,7 +268,7 @@ class Room:
             return [RoomEvent("request.denied", {"user_id": user_id, "by": actor})]
         self._check_seat(Role.SPEAKER)
         del self.requests[user_id]
-        self.members[user_id] = StageMember(user_id, display_name, Role.SPEAKER, now)
+        self.members[user_id] = StageMember(user_id, request.display_name, Role.SPEAKER, now)
         return [
             RoomEvent("request.accepted", {"user_id": user_id, "by": actor}),
             RoomEvent("stage.joined", self.members[user_id].public()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -39,8 +40,8 @@ class ApiToken:
     revoked_at: datetime | None
 
 
-def _user(row: object) -> User:
-    return User(row.id, row.username, row.display_name, row.created_at)  # type: ignore[attr-defined]
+def _user(row: Any) -> User:
+    return User(row.id, row.username, row.display_name, row.created_at)
 
 
 async def create_user(conn: AsyncConnection, user: User, password_hash: str) -> User:

@@ -23,15 +23,20 @@ router = APIRouter(prefix="/api", tags=["accounts"])
 
 def _set_cookies(response: Response, services: ServicesDep, logged_in: LoggedIn) -> None:
     settings = services.runtime.settings
-    common = {
-        "max_age": settings.session_ttl_s,
-        "secure": settings.cookie_secure,
-        "samesite": "lax",
-        "path": "/",
-    }
-    response.set_cookie(SESSION_COOKIE, logged_in.session_token, httponly=True, **common)  # type: ignore[arg-type]
-    # Readable by the page's script on purpose: it echoes it as X-CSRF-Token.
-    response.set_cookie(CSRF_COOKIE, logged_in.csrf_token, httponly=False, **common)  # type: ignore[arg-type]
+    for name, value, httponly in (
+        (SESSION_COOKIE, logged_in.session_token, True),
+        # Readable by the page's script on purpose: it echoes it as X-CSRF-Token.
+        (CSRF_COOKIE, logged_in.csrf_token, False),
+    ):
+        response.set_cookie(
+            name,
+            value,
+            max_age=settings.session_ttl_s,
+            secure=settings.cookie_secure,
+            httponly=httponly,
+            samesite="lax",
+            path="/",
+        )
 
 
 def _session_out(logged_in: LoggedIn) -> SessionOut:

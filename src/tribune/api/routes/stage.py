@@ -40,12 +40,9 @@ async def withdraw_request(space_id: str, user: UserDep, services: ServicesDep) 
 async def _answer(
     services: ServicesDep, space_id: str, user_id: str, actor: str, accept: bool
 ) -> None:
-    def operation(room, now):  # type: ignore[no-untyped-def]
-        request = room.requests.get(user_id)
-        name = request.display_name if request else user_id
-        return room.answer_request(actor, user_id, accept, name, now)
-
-    await services.spaces.change(space_id, operation)
+    await services.spaces.change(
+        space_id, lambda room, now: room.answer_request(actor, user_id, accept, now)
+    )
 
 
 @router.post("/requests/{user_id}/accept", summary="Bring a requester on stage", status_code=204)
