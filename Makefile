@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-TEST_DEBS  := postgresql
-BENCH_DEBS := wrk
+TEST_DEBS  := postgresql ffmpeg chromium
+BENCH_DEBS := wrk ffmpeg
+HLSJS      := src/tribune/web/static/vendor/hls.min.js
 
 .PHONY: run test lint format bench setup system-deps-test system-deps-bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(HLSJS)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Tribune needs Python >= 3.11")'
@@ -18,12 +19,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-## run: start Tribune on http://127.0.0.1:8000 (SQLite in ./data, no other server)
-run: $(STAMP)
-	$(BIN)/tribune serve
+# hls.js from npm, copied into the package's static files (never committed).
+$(HLSJS): package.json package-lock.json
+	@command -v npm >/dev/null || bash scripts/system-deps.sh nodejs npm
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(dir $(HLSJS))
+	cp node_modules/hls.js/dist/hls.min.js $(HLSJS)
+
+## run: start Tribune on http://127.0.0.1:8000 (SQLite in ./data, no other server),
+## with a live demo Space whose speakers are synthetic
+run: setup
+	$(BIN)/tribune serve --demo
 
 ## test: the whole suite, real PostgreSQL included
-test: $(STAMP) system-deps-test
+test: setup system-deps-test
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -36,7 +45,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 
 ## bench: benchmarks that print tables and write PNG plots to bench/results/
-bench: $(STAMP) system-deps-bench
+bench: setup system-deps-bench
 	$(BIN)/python bench/join.py
 
 system-deps-test:

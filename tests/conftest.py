@@ -68,7 +68,17 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 
 @pytest.fixture(scope="session")
 def server(start_server: Callable[..., LiveServer]) -> LiveServer:
-    """Tribune on the embedded default (SQLite file, in-process state)."""
+    """Tribune's control plane on the embedded default (SQLite file, in-process state).
+
+    Media is off here, as in an API-only worker: the many Spaces these tests leave live
+    would otherwise each mix and encode audio for the rest of the session.
+    """
+    return start_server(media=False)
+
+
+@pytest.fixture(scope="session")
+def media_server(start_server: Callable[..., LiveServer]) -> LiveServer:
+    """The embedded default with live audio; tests using it end the Spaces they start."""
     return start_server()
 
 
@@ -82,7 +92,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def pg_server(start_server: Callable[..., LiveServer], postgres_url: str) -> LiveServer:
     """Tribune on PostgreSQL."""
-    return start_server(database_url=postgres_url)
+    return start_server(database_url=postgres_url, media=False)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -18,6 +18,8 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["TRIBUNE_HOST"] = args.host
     if args.port:
         os.environ["TRIBUNE_PORT"] = str(args.port)
+    if args.demo:
+        os.environ["TRIBUNE_DEMO"] = "true"
     settings = Settings()
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -50,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run Tribune (embedded default unless configured)")
     serve.add_argument("--host", help="address to listen on (TRIBUNE_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (TRIBUNE_PORT, 8000)")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="also run a live demo Space with synthetic speakers (TRIBUNE_DEMO)",
+    )
     serve.set_defaults(func=_serve)
     args = parser.parse_args(argv)
     result: int = args.func(args)

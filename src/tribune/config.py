@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,13 @@ class Settings(BaseSettings):
     login_attempts_per_minute: int = Field(10, ge=1)
     #: How long the room-state document may be served from memory (and by HTTP caches).
     state_max_age_s: int = Field(1, ge=0)
+    #: Codec of the broadcast: AAC-LC (plays everywhere) or Opus in fMP4.
+    audio_codec: Literal["aac", "opus"] = "aac"
+    #: Run the stage and broadcast of live Spaces in this process. Off for a pure API
+    #: worker (the media then runs elsewhere).
+    media: bool = True
+    #: Start a demo Space with synthetic speakers (``tribune serve --demo``).
+    demo: bool = False
 
     def resolved_database_url(self) -> str:
         if self.database_url:

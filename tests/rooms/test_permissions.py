@@ -8,13 +8,15 @@ without a row here fails ``test_every_action_is_walked``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
+from tests.audio import make_offer
 from tests.conftest import LiveServer
 from tests.helpers import Person, bearer, create_space, join, sign_up
 from tribune.rooms.permissions import PERMISSIONS, Action
@@ -36,6 +38,7 @@ class Cast:
 class Scene:
     sid: str
     cast: Cast
+    offer: str  # a real WebRTC offer (aiortc), for publishing
 
     def uid(self, who: str) -> str:
         person: Person = getattr(self.cast, who)
@@ -90,6 +93,14 @@ REQUESTS: dict[Action, tuple[str, Request]] = {
     ),
     Action.MUTE_SELF: ("live", lambda c, s: c.post(f"{P.format(s.sid)}/members/me/mute")),
     Action.LEAVE_STAGE: ("live", lambda c, s: c.post(f"{P.format(s.sid)}/members/me/leave")),
+    Action.PUBLISH_AUDIO: (
+        "live",
+        lambda c, s: c.post(
+            f"{P.format(s.sid)}/whip",
+            content=s.offer.encode(),
+            headers={"Content-Type": "application/sdp"},
+        ),
+    ),
     Action.SUBSCRIBE_EVENTS: ("live", _events),
     Action.LISTEN: ("live", lambda c, s: c.post(f"{P.format(s.sid)}/join")),
     Action.REACT: (
@@ -111,8 +122,34 @@ def test_every_action_is_walked():
 
 
 @pytest.fixture(scope="module")
-def cast(server: LiveServer) -> Cast:
-    return Cast(*(sign_up(server.url) for _ in range(7)))
+def cast(media_server: LiveServer) -> Cast:
+    return Cast(*(sign_up(media_server.url) for _ in range(7)))
+
+
+@pytest.fixture(scope="module")
+def offer() -> str:
+    async def make() -> str:
+        pc, _ = await make_offer(440, sendrecv=False)
+        sdp: str = pc.localDescription.sdp
+        await pc.close()
+        return sdp
+
+    return asyncio.run(make())
+
+
+@pytest.fixture
+def scenes(cast: Cast, offer: str) -> Iterator[Callable[[str, Role, Action], Scene]]:
+    """Make scenes; end their Spaces afterwards so that their audio stops."""
+    made: list[Scene] = []
+
+    def make(state: str, role: Role, action: Action) -> Scene:
+        scene = _scene(cast, state, role, action, offer)
+        made.append(scene)
+        return scene
+
+    yield make
+    for scene in made:
+        cast.host.post(f"/api/spaces/{scene.sid}/end")
 
 
 def _invite_and_accept(host: Person, person: Person, sid: str, role: str) -> None:
@@ -123,7 +160,7 @@ def _invite_and_accept(host: Person, person: Person, sid: str, role: str) -> Non
     assert person.post(f"/api/spaces/{sid}/invitations/me/accept").status_code == 204
 
 
-def _scene(cast: Cast, state: str, role: Role, action: Action) -> Scene:
+def _scene(cast: Cast, state: str, role: Role, action: Action, offer: str) -> Scene:
     start = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     sid = create_space(cast.host, title="walk", scheduled_start=start)["id"]
     _invite_and_accept(cast.host, cast.cohost, sid, "cohost")
@@ -139,16 +176,16 @@ def _scene(cast: Cast, state: str, role: Role, action: Action) -> Scene:
         assert r.status_code == 201, r.text
     if state == "live":
         assert cast.host.post(f"/api/spaces/{sid}/start").status_code == 200
-    return Scene(sid, cast)
+    return Scene(sid, cast, offer)
 
 
 @pytest.fixture
-def actor_for(server: LiveServer, cast: Cast):
+def actor_for(media_server: LiveServer, cast: Cast):
     opened: list[httpx.Client] = []
 
     def actor(role: Role, scene: Scene) -> httpx.Client:
         if role is Role.GUEST:
-            guest = server.client()
+            guest = media_server.client()
             opened.append(guest)
             token = join(guest, scene.sid)["listener_token"]
             guest.headers.update(bearer(token))
@@ -167,10 +204,10 @@ def actor_for(server: LiveServer, cast: Cast):
 
 @pytest.mark.parametrize("role", list(Role), ids=str)
 @pytest.mark.parametrize("action", list(Action), ids=str)
-def test_role_action(cast: Cast, actor_for, role: Role, action: Action):
+def test_role_action(scenes, actor_for, role: Role, action: Action):
     """Allowed by the table -> 2xx; not allowed -> 403 with a reason."""
     state, attempt = REQUESTS[action]
-    scene = _scene(cast, state, role, action)
+    scene = scenes(state, role, action)
     response = attempt(actor_for(role, scene), scene)
     if role in PERMISSIONS[action]:
         assert 200 <= response.status_code < 300, (role, action, response.text)

@@ -10,14 +10,16 @@ from importlib import resources
 
 from fastapi import APIRouter, FastAPI
 from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 
 from tribune import __version__, problems_doc
 from tribune.api import problems
 from tribune.api.fastpath import GuestJoinFastPath
 from tribune.api.guard import RequestGuard
-from tribune.api.routes import accounts, events, listeners, spaces, stage
+from tribune.api.routes import accounts, events, hls, listeners, spaces, stage, whip
 from tribune.api.services import Services
 from tribune.config import Settings
+from tribune.demo import ensure_demo
 from tribune.service.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings)
-        app.state.services = Services.build(runtime)
+        app.state.services = services = Services.build(runtime)
+        resumed = await services.spaces.resume_media()
+        if resumed:
+            logger.info("resumed the media of %d live Spaces", resumed)
+        if settings.demo:
+            space_id = await ensure_demo(services.accounts, services.spaces)
+            logger.info(
+                "demo: listen at http://%s:%s/spaces/%s", settings.host, settings.port, space_id
+            )
         # Everything built so far lives as long as the process: keep it out of the
         # cyclic GC's scans, whose full passes otherwise show up as latency spikes.
         gc.collect()
@@ -60,14 +70,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # joins are answered without entering the router.
     app.add_middleware(GuestJoinFastPath)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
-    for module in (accounts, spaces, listeners, stage, events):
+    for module in (accounts, spaces, listeners, stage, events, whip, hls):
         app.include_router(module.router)
     app.include_router(health)
 
-    index = resources.files("tribune.web").joinpath("index.html").read_text()
+    web = resources.files("tribune.web")
+    index = web.joinpath("index.html").read_text()
+    space_page = web.joinpath("space.html").read_text()
 
     @app.get("/", include_in_schema=False)
     async def home() -> HTMLResponse:
         return HTMLResponse(index)
+
+    @app.get("/spaces/{space_id}", include_in_schema=False)
+    async def space(space_id: str) -> HTMLResponse:
+        return HTMLResponse(space_page)
+
+    app.mount("/static", StaticFiles(directory=str(web.joinpath("static"))), name="static")
 
     return app

@@ -18,6 +18,15 @@ from tribune.api.problems import problem
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
 
 
+_JSON = frozenset({"application/json"})
+_SDP = frozenset({"application/sdp"})
+
+
+def content_types(path: str) -> frozenset[str]:
+    """What a write to ``path`` must be: SDP for WHIP, JSON everywhere else."""
+    return _SDP if path.endswith("/whip") else _JSON
+
+
 class _TooLarge(HTTPException):
     """Raised from ``receive``; FastAPI re-raises HTTPExceptions met while reading a body,
     so it reaches the problem handler like any other 413."""
@@ -31,9 +40,7 @@ class RequestGuard:
         self,
         app: ASGIApp,
         max_body_bytes: int,
-        content_types: Callable[[str], frozenset[str]] = lambda path: frozenset(
-            {"application/json"}
-        ),
+        content_types: Callable[[str], frozenset[str]] = content_types,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes

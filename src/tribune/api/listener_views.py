@@ -21,7 +21,8 @@ def join_response(services: Services, joined: Joined) -> Response:
             "state": f"{base}/state",
             "heartbeat": f"{base}/heartbeat",
             "reactions": f"{base}/reactions",
-            "playlist": None,  # the signed LL-HLS playlist arrives with live audio
+            # signed for this listener: the token is part of the path (see api.routes.hls)
+            "playlist": f"/hls/{joined.space_id}/{joined.token}/live.m3u8",
         },
     }
     # orjson straight to bytes, no response model: this is the hottest write we have.

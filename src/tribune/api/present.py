@@ -16,6 +16,7 @@ def space_urls(space_id: str) -> SpaceUrls:
         state=f"{base}/state",
         join=f"{base}/join",
         events=f"{base}/events",
+        whip=f"{base}/whip",
     )
 
 

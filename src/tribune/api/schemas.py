@@ -102,10 +102,8 @@ class SpaceUrls(BaseModel):
     state: str
     join: str
     events: str
-    #: WHIP endpoint for speakers (arrives with live audio)
-    whip: str | None = None
-    #: LL-HLS playlist; the join response carries the signed one
-    playlist: str | None = None
+    #: WHIP endpoint for speakers (RFC 9725); the LL-HLS playlist comes signed with a join
+    whip: str
 
 
 class Viewer(BaseModel):

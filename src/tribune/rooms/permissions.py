@@ -35,6 +35,7 @@ class Action(enum.StrEnum):
     # on stage
     MUTE_SELF = "mute_self"
     LEAVE_STAGE = "leave_stage"
+    PUBLISH_AUDIO = "publish_audio"
     SUBSCRIBE_EVENTS = "subscribe_events"
     # audience
     LISTEN = "listen"
@@ -62,6 +63,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.REMOVE: frozenset({H, C}),
         Action.MUTE_SELF: frozenset({H, C, S}),
         Action.LEAVE_STAGE: frozenset({C, S}),
+        Action.PUBLISH_AUDIO: frozenset({H, C, S}),
         Action.SUBSCRIBE_EVENTS: frozenset({H, C, S}),
         Action.LISTEN: frozenset({H, C, S, L, G}),
         Action.REACT: frozenset({H, C, S, L, G}),

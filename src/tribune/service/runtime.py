@@ -15,6 +15,7 @@ from tribune.events.base import EventBus
 from tribune.events.memory import MemoryEventBus
 from tribune.presence.base import Presence
 from tribune.presence.memory import MemoryPresence
+from tribune.service.media import MediaHub
 from tribune.store.db import Database
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class Runtime:
     limiter: RateLimiter
     bus: EventBus
     listener_tokens: ListenerTokens
+    media: MediaHub
     #: wall clock (aware UTC); tests may replace it
     now: Callable[[], datetime] = field(default=utcnow)
     _closed: bool = False
@@ -50,12 +52,18 @@ class Runtime:
             limiter=MemoryRateLimiter(),
             bus=MemoryEventBus(),
             listener_tokens=ListenerTokens(secret, settings.listener_token_ttl_s),
+            media=MediaHub(
+                settings.data_dir / "recordings",
+                codec=settings.audio_codec,
+                enabled=settings.media,
+            ),
         )
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        await self.media.close()
         await self.bus.close()
         await self.presence.close()
         await self.limiter.close()

@@ -187,8 +187,19 @@ class Spaces:
     async def _publish(self, room: Room, events: list[RoomEvent]) -> None:
         self._gates.pop(room.id, None)
         self._state_docs.pop(room.id, None)
+        await self.rt.media.apply(room, events)
         for event in events:
             await self.rt.bus.publish(room.id, event.type, event.data)
+
+    async def resume_media(self) -> int:
+        """After a restart, bring back the media of Spaces that are still live."""
+        if not self.rt.media.enabled:
+            return 0
+        async with self.rt.db.read() as conn:
+            rooms = await store.list_rooms(conn, [SpaceState.LIVE], limit=10_000)
+        for room in rooms:
+            await self.rt.media.open(room)
+        return len(rooms)
 
     # -- reminders -----------------------------------------------------------------------
 
@@ -345,6 +356,7 @@ class Spaces:
         async with self.rt.db.read() as conn:
             reactions = await store.reaction_counts(conn, space_id)
         counts = await self.counts(room)
+        levels = self.rt.media.levels(space_id)
         doc = {
             "id": room.id,
             "title": room.title,
@@ -353,7 +365,10 @@ class Spaces:
             "scheduled_start": _iso(room.scheduled_start),
             "started_at": _iso(room.started_at),
             "ended_at": _iso(room.ended_at),
-            "stage": [m.public() for m in room.members.values()],
+            "stage": [
+                {**m.public(), "level": round(levels.get(m.user_id, 0.0), 2)}
+                for m in room.members.values()
+            ],
             "reactions": {name: reactions.get(name, 0) for name in REACTIONS},
             "listeners": counts.public(),
             "requests_pending": len(room.requests),

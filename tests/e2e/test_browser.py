@@ -1,0 +1,137 @@
+"""Real Chromium on both ends: hls.js playing the live Space, and a browser speaker
+publishing its (fake, WAV-fed) microphone over WHIP — a WebRTC stack that is not aiortc."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from playwright.async_api import Browser, async_playwright
+
+from tests.audio import decode, tone_share, whip_publish
+from tests.conftest import LiveServer
+from tests.e2e.test_live_audio import api_token, speaker
+from tests.helpers import join
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def write_tone_wav(path: Path, freq: float, seconds: float = 30.0) -> Path:
+    t = np.arange(int(48_000 * seconds)) / 48_000
+    pcm = (0.4 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48_000)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+@pytest.fixture
+async def chromium(tmp_path: Path) -> AsyncIterator[Browser]:
+    wav = write_tone_wav(tmp_path / "mic.wav", 550)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}"],
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+PEAK_JS = """async () => {
+  const ctx = new AudioContext();
+  // captureStream taps what the element plays without rerouting its output.
+  const source = ctx.createMediaStreamSource(window.tribune.audio.captureStream());
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 8192;
+  source.connect(analyser);
+  await ctx.resume();
+  // Several looks over three seconds: the loudest one says what is playing.
+  let loudest = { hz: 0, db: -Infinity, state: ctx.state };
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  for (let look = 0; look < 20; look++) {
+    await new Promise((r) => setTimeout(r, 150));
+    analyser.getFloatFrequencyData(bins);
+    let best = 1;
+    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+    if (bins[best] > loudest.db) {
+      loudest = { hz: best * ctx.sampleRate / analyser.fftSize, db: bins[best], state: ctx.state };
+    }
+  }
+  return loudest;
+}"""
+
+
+async def test_hls_js_in_chromium_plays_the_live_space(
+    media_server: LiveServer, live_space, chromium: Browser
+):
+    """A listener presses Play; hls.js (low-latency mode) plays and the tone is 440 Hz."""
+    host, sid = live_space(title="Browser listening")
+    pub = await whip_publish(
+        media_server.url, sid, api_token(speaker(media_server, host, sid)), 440
+    )
+    try:
+        page = await chromium.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(f"{media_server.url}/spaces/{sid}")
+        await page.get_by_role("button", name="▶ Play").click()
+        await page.wait_for_function("window.tribune.audio.currentTime > 1.0", timeout=15_000)
+        start = await page.evaluate("window.tribune.audio.currentTime")
+        peak = await page.evaluate(PEAK_JS)
+        assert abs(peak["hz"] - 440) < 15, peak
+        assert await page.evaluate("window.tribune.audio.currentTime") > start + 1.0
+        assert await page.evaluate("window.tribune.hls.lowLatencyMode") is True
+        assert errors == []
+    finally:
+        await pub.close()
+
+
+async def test_chromium_speaker_publishes_over_whip(
+    media_server: LiveServer, live_space, chromium: Browser
+):
+    """Chromium's WebRTC publishes its microphone; ffmpeg hears 550 Hz in the program."""
+    host, sid = live_space(title="Browser speaking")
+    token = api_token(speaker(media_server, host, sid))["Authorization"].removeprefix("Bearer ")
+    page = await chromium.new_page()
+    await page.goto(f"{media_server.url}/")
+    published = await page.evaluate(
+        """async ([url, token]) => {
+            const { publish } = await import('/static/whip.js');
+            const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+            window.session = await publish(url, { stream, token });
+            return { location: window.session.location };
+        }""",
+        [f"{media_server.url}/api/spaces/{sid}/whip", token],
+    )
+    assert f"/api/spaces/{sid}/whip/" in published["location"]
+    await page.wait_for_function(
+        "window.session.pc.connectionState === 'connected'", timeout=15_000
+    )
+    with media_server.client() as anon:
+        playlist = join(anon, sid)["urls"]["playlist"]
+    await asyncio.sleep(3)
+    heard = await asyncio.to_thread(decode, media_server.url + playlist, 3.0)
+    assert tone_share(heard, 550) > 0.3
+    # The browser got its return track (mix-minus) on the same connection.
+    assert await page.evaluate("window.session.remote.getAudioTracks().length") == 1
+    started = time.monotonic()
+    await page.evaluate("window.session.stop()")
+    assert time.monotonic() - started < 5
