@@ -6,13 +6,12 @@ import asyncio
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.broadcast.hls import RATE, Playlist, parse_playlist, program, ticks
+from tests.broadcast.hls import RATE, TICK, Playlist, parse_playlist, program, ticks
 from tribune.broadcast import Broadcast
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +65,7 @@ class ProgramRun:
 
 
 @pytest.fixture(scope="session")
-def program_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProgramRun]:
+def program_run(tmp_path_factory: pytest.TempPathFactory) -> ProgramRun:
     """Push the test program faster than real time through one AAC broadcast, once."""
     base = tmp_path_factory.mktemp("program")
     samples = program()
@@ -76,9 +75,9 @@ def program_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProgramRun
             live = None
             for i, (pcm, wallclock) in enumerate(ticks(samples)):
                 broadcast.push(pcm, wallclock)
-                if i == round(11 * RATE / 960):
+                if i == round(11 * RATE / TICK):
                     live = snapshot(broadcast, base / "live")
-            await broadcast.close()
+            await broadcast.close()  # inside the block on purpose: close() twice is fine
             assert live is not None
             final = snapshot(broadcast, base / "final")
         return ProgramRun(base / "recording", live, final, len(samples) / RATE)

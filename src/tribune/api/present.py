@@ -5,10 +5,10 @@ from __future__ import annotations
 from tribune.api.schemas import Counts, MemberOut, SpaceOut, SpaceUrls, Viewer
 from tribune.presence.base import ListenerCounts
 from tribune.rooms.roles import Role
-from tribune.rooms.space import Room
+from tribune.rooms.space import Room, SpaceState
 
 
-def space_urls(space_id: str) -> SpaceUrls:
+def space_urls(space_id: str, ended: bool = False) -> SpaceUrls:
     base = f"/api/spaces/{space_id}"
     return SpaceUrls(
         self=base,
@@ -17,6 +17,8 @@ def space_urls(space_id: str) -> SpaceUrls:
         join=f"{base}/join",
         events=f"{base}/events",
         whip=f"{base}/whip",
+        replay=f"/replay/{space_id}/index.m3u8" if ended else None,
+        download=f"/replay/{space_id}/download.m4a" if ended else None,
     )
 
 
@@ -39,7 +41,7 @@ def space_out(
         ended_at=room.ended_at,
         listeners=Counts(concurrent=counts.concurrent, total=counts.total),
         reminders=reminders,
-        urls=space_urls(room.id),
+        urls=space_urls(room.id, ended=room.state is SpaceState.ENDED),
         viewer=viewer,
     )
 

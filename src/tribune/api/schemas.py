@@ -104,6 +104,9 @@ class SpaceUrls(BaseModel):
     events: str
     #: WHIP endpoint for speakers (RFC 9725); the LL-HLS playlist comes signed with a join
     whip: str
+    #: once the Space has ended: its recording as a VOD playlist, and as one .m4a
+    replay: str | None = None
+    download: str | None = None
 
 
 class Viewer(BaseModel):

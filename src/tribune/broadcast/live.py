@@ -166,7 +166,7 @@ class LiveWindow:
         await self._wait_until(lambda: self.has(msn, part), self._deadline(timeout))
 
     async def wait_part(self, msn: int, index: int, timeout: float) -> bytes | None:  # noqa: ASYNC109
-        """Part ``msn.index`` once it exists (a preload hint); None if it never will."""
+        """Part ``msn.index`` once made (a preload hint); None on timeout or if it never will be."""
         self.check_request(msn, index)
         await self._wait_until(lambda: self.has(msn, index), self._deadline(timeout))
         return self.part_bytes(msn, index)
