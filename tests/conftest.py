@@ -37,11 +37,12 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 
     def start(**overrides: object) -> LiveServer:
         secret = secrets.token_hex(32)
-        settings = Settings(
-            data_dir=tmp_path_factory.mktemp("data"),
-            secret_key=secret,  # type: ignore[arg-type]
-            **overrides,  # type: ignore[arg-type]
-        )
+        fields: dict[str, object] = {
+            "data_dir": tmp_path_factory.mktemp("data"),
+            "secret_key": secret,
+            **overrides,
+        }
+        settings = Settings(**fields)  # type: ignore[arg-type]
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
