@@ -2,7 +2,9 @@
 
 ```
 TribuneError
- ├── InvalidInput              400  the request is well-formed but says something impossible
+ ├── InvalidInput              422  the request is well-formed but says something impossible
+ │    ├── stage.BadOffer       422  an SDP offer we cannot take (not SDP, no audio, no Opus)
+ │    ├── broadcast.BadBlockingRequest, broadcast.BadClipRange, api.routes.hls.BadHLSRequest
  ├── NotAuthenticated          401  no credentials, or credentials we cannot accept
  │    └── InvalidToken         401  a token that is tampered with, malformed or expired
  ├── Forbidden                 403
@@ -12,7 +14,7 @@ TribuneError
  ├── NotFound                  404
  ├── Conflict                  409
  │    ├── InvalidTransition    409  e.g. starting a Space that has ended
- │    ├── StageFull            409  a third co-host, an eleventh speaker
+ │    ├── StageFull            409  a third co-host, an eleventh speaker (and stage.TooManySessions)
  │    └── AlreadyExists        409  e.g. a username that is taken
  ├── PayloadTooLarge           413
  ├── UnsupportedMediaType      415
