@@ -97,7 +97,10 @@ async def test_hls_js_in_chromium_plays_the_live_space(
         start = await page.evaluate("window.tribune.audio.currentTime")
         peak = await page.evaluate(PEAK_JS)
         assert abs(peak["hz"] - 440) < 15, peak
-        assert await page.evaluate("window.tribune.audio.currentTime") > start + 1.0
+        # Playback goes on (a stall under load is allowed to recover, not to stop it).
+        await page.wait_for_function(
+            f"window.tribune.audio.currentTime > {start} + 1.0", timeout=15_000
+        )
         assert await page.evaluate("window.tribune.hls.lowLatencyMode") is True
         assert errors == []
     finally:
