@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-TEST_DEBS  := postgresql ffmpeg chromium
+TEST_DEBS  := postgresql ffmpeg chromium gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
 BENCH_DEBS := wrk ffmpeg
 HLSJS      := src/tribune/web/static/vendor/hls.min.js
 
@@ -47,6 +47,7 @@ format: $(STAMP)
 ## bench: benchmarks that print tables and write PNG plots to bench/results/
 bench: setup system-deps-bench
 	$(BIN)/python bench/join.py
+	$(BIN)/python bench/latency.py
 
 system-deps-test:
 	@bash scripts/system-deps.sh $(TEST_DEBS)

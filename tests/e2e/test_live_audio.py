@@ -194,3 +194,48 @@ def test_hls_rejects_bad_blocking_requests_and_tokens(
     problem(media_anon.get(forged), 401)
     assert media_anon.get(playlist).status_code == 200
     assert host.get(f"/api/spaces/{sid}").json()["state"] == "live"
+
+
+async def test_gstreamer_hlsdemux_plays_the_live_playlist(
+    media_server: LiveServer, live_space, tmp_path
+):
+    """A second independent player, GStreamer's hlsdemux, decodes the tone from the live edge."""
+    host, sid = live_space(title="GStreamer")
+    pub = await whip_publish(
+        media_server.url, sid, api_token(speaker(media_server, host, sid)), 440
+    )
+    try:
+        with media_server.client() as client:
+            playlist = join(client, sid)["urls"]["playlist"]
+        await asyncio.sleep(2.5)
+        out = tmp_path / "gst.raw"
+        pipeline = [
+            "gst-launch-1.0",
+            "-q",
+            "souphttpsrc",
+            f"location={media_server.url}{playlist}",
+            "!",
+            "hlsdemux",
+            "!",
+            "qtdemux",
+            "!",
+            "avdec_aac",
+            "!",
+            "audioconvert",
+            "!",
+            "audioresample",
+            "!",
+            "audio/x-raw,format=S16LE,channels=1,rate=48000",
+            "!",
+            "filesink",
+            f"location={out}",
+        ]
+        proc = await asyncio.create_subprocess_exec(*pipeline)
+        await asyncio.sleep(8)  # a live playlist never ends: listen for a while, then stop
+        proc.terminate()
+        await proc.wait()
+        heard = np.fromfile(out, dtype=np.int16).astype(np.float32) / 32768
+        assert len(heard) >= 4 * 48_000
+        assert tone_share(heard, 440) > 0.3
+    finally:
+        await pub.close()

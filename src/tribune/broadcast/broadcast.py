@@ -15,7 +15,7 @@ import numpy.typing as npt
 from tribune.broadcast.encoder import Encoder, Fragment
 from tribune.broadcast.exceptions import BroadcastClosed
 from tribune.broadcast.live import LiveWindow
-from tribune.broadcast.media import CODECS, CodecConfig, CodecName
+from tribune.broadcast.media import CODECS, PARTS_PER_SEGMENT, CodecConfig, CodecName
 from tribune.broadcast.packager import Packager, TickClock
 from tribune.broadcast.recording import Recording, RecordingWriter
 
@@ -31,15 +31,29 @@ class Broadcast:
             broadcast.push(pcm, time.time())
             await broadcast.wait_for(msn=3, part=2, timeout=6)
             text = broadcast.playlist()
+
+    ``parts_per_segment`` sets the segment length in parts (6 x 0.341 s by default; 9 make
+    3.072 s segments), and ``low_latency=False`` serves plain live HLS: the playlist lists
+    segments only, with no parts, preload hint or server control.
     """
 
-    def __init__(self, directory: Path, codec: CodecName = "aac", *, window: int = 20) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        codec: CodecName = "aac",
+        *,
+        window: int = 20,
+        parts_per_segment: int = PARTS_PER_SEGMENT,
+        low_latency: bool = True,
+    ) -> None:
         self.directory = directory
         self.codec: CodecConfig = CODECS[codec]
         self._encoder = Encoder(self.codec)
         self._clock = TickClock()
-        self._packager = Packager(self._clock)
-        self._live = LiveWindow(self.codec, window)
+        self._packager = Packager(self._clock, parts_per_segment=parts_per_segment)
+        self._live = LiveWindow(
+            self.codec, window, parts_per_segment=parts_per_segment, low_latency=low_latency
+        )
         self._writer = RecordingWriter(directory, self._encoder.init)
         # Dropped without close() (a bug, or a crash being simulated): stop the writer thread.
         self._abandon = weakref.finalize(self, self._writer.abandon)
@@ -65,7 +79,7 @@ class Broadcast:
     @property
     def default_timeout(self) -> float:
         """How long a blocking request may be held: three target durations, per the spec."""
-        return 3.0 * self.codec.target_duration
+        return 3.0 * self._live.target_duration
 
     # -- input ---------------------------------------------------------------------------
 

@@ -28,13 +28,28 @@ GRACE = 3
 
 
 class LiveWindow:
-    """Holds the last ``window`` segments for listeners; the recording keeps everything."""
+    """Holds the last ``window`` segments for listeners; the recording keeps everything.
 
-    def __init__(self, codec: CodecConfig, window: int = 20) -> None:
+    ``parts_per_segment`` must match the packager's; ``low_latency=False`` renders plain
+    live HLS (no parts, preload hints or server control in the playlist).
+    """
+
+    def __init__(
+        self,
+        codec: CodecConfig,
+        window: int = 20,
+        *,
+        parts_per_segment: int = PARTS_PER_SEGMENT,
+        low_latency: bool = True,
+    ) -> None:
         if window < PART_SEGMENTS:
             raise ValueError(f"window must hold at least {PART_SEGMENTS} segments, got {window}")
         self.codec = codec
         self.window = window
+        self.parts_per_segment = parts_per_segment
+        self.low_latency = low_latency
+        #: EXT-X-TARGETDURATION for this window's segments
+        self.target_duration = codec.target_duration_for(parts_per_segment)
         self._segments: deque[Segment] = deque()
         self._by_msn: dict[int, Segment] = {}
         self._parts: dict[tuple[int, int], Part] = {}
@@ -108,13 +123,14 @@ class LiveWindow:
             listed = list(self._segments)[-self.window :]
             self._playlist = live_playlist(
                 LiveState(
-                    target_duration=self.codec.target_duration,
+                    target_duration=self.target_duration,
                     part_target=self.codec.part_target,
                     segments=listed,
                     open_parts=self._open,
                     next_msn=self._next_msn,
                     parts_from_msn=self._next_msn - PART_SEGMENTS,
                     ended=self._ended,
+                    low_latency=self.low_latency,
                 )
             )
         return self._playlist
@@ -146,8 +162,8 @@ class LiveWindow:
         if part is not None:
             last = -1
             if self._last_part is not None:
-                last = self._last_part[0] * PARTS_PER_SEGMENT + self._last_part[1]
-            ahead = msn * PARTS_PER_SEGMENT + part - last
+                last = self._last_part[0] * self.parts_per_segment + self._last_part[1]
+            ahead = msn * self.parts_per_segment + part - last
             if ahead > self._advance_part_limit:
                 raise BadBlockingRequest(
                     f"_HLS_part={part} of segment {msn} is {ahead} parts past the newest "

@@ -41,6 +41,10 @@ class CodecConfig:
     def segment_samples(self) -> int:
         return self.part_samples * PARTS_PER_SEGMENT
 
+    def target_duration_for(self, parts_per_segment: int) -> int:
+        """EXT-X-TARGETDURATION for segments of ``parts_per_segment`` parts."""
+        return max(1, round(self.part_samples * parts_per_segment / SAMPLE_RATE))
+
     @property
     def part_target(self) -> float:
         """PART-TARGET in seconds: the nominal part rounded *up* to the millisecond.
@@ -53,7 +57,7 @@ class CodecConfig:
     @property
     def target_duration(self) -> int:
         """EXT-X-TARGETDURATION: segments rounded to the nearest second must not exceed it."""
-        return max(1, round(self.segment_samples / SAMPLE_RATE))
+        return self.target_duration_for(PARTS_PER_SEGMENT)
 
 
 CODECS: dict[CodecName, CodecConfig] = {

@@ -1,7 +1,8 @@
 """Fragments to parts, parts to segments, media time to wall-clock time.
 
-Every fragment the encoder emits becomes one part; every ``PARTS_PER_SEGMENT`` parts close
-a segment, whose bytes are its parts' bytes. The last segment of a broadcast may be short.
+Every fragment the encoder emits becomes one part; every ``parts_per_segment`` parts
+(``PARTS_PER_SEGMENT`` unless told otherwise) close a segment, whose bytes are its parts'
+bytes. The last segment of a broadcast may be short.
 """
 
 from __future__ import annotations
@@ -53,8 +54,11 @@ class Packaged:
 class Packager:
     """Numbers parts and segments and stamps them with program date-time."""
 
-    def __init__(self, clock: TickClock) -> None:
+    def __init__(self, clock: TickClock, *, parts_per_segment: int = PARTS_PER_SEGMENT) -> None:
+        if parts_per_segment < 1:
+            raise ValueError(f"parts_per_segment must be at least 1, got {parts_per_segment}")
         self._clock = clock
+        self.parts_per_segment = parts_per_segment
         self._parts: list[Part] = []
         self._msn = 0
 
@@ -80,7 +84,7 @@ class Packager:
         )
         self._clock.forget_before(index)
         self._parts.append(part)
-        if len(self._parts) < PARTS_PER_SEGMENT:
+        if len(self._parts) < self.parts_per_segment:
             return Packaged(part, None)
         return Packaged(part, self._close_segment())
 

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from tribune.broadcast.media import INIT_URI, Part, Segment, part_uri, seconds
 
 LIVE_VERSION = 9
-# VOD needs nothing newer than EXT-X-MAP without I-frames-only (6) and byte ranges (4).
+# VOD (and plain live) needs nothing newer than EXT-X-MAP without I-frames-only (6) and
+# byte ranges (4).
 VOD_VERSION = 7
 
 
@@ -47,27 +48,40 @@ class LiveState:
     #: segments with msn >= this get their parts listed
     parts_from_msn: int
     ended: bool
+    #: False: plain live HLS, without parts, preload hint or server control
+    low_latency: bool = True
 
 
 def live_playlist(state: LiveState) -> str:
-    """The LL-HLS media playlist for ``state``."""
+    """The live media playlist for ``state``: LL-HLS, or plain HLS if not ``low_latency``."""
     first = state.segments[0].msn if state.segments else state.next_msn
+    low = state.low_latency
     lines = [
         "#EXTM3U",
-        f"#EXT-X-VERSION:{LIVE_VERSION}",
+        f"#EXT-X-VERSION:{LIVE_VERSION if low else VOD_VERSION}",
         f"#EXT-X-TARGETDURATION:{state.target_duration}",
-        f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={3 * state.part_target:.3f}",
-        f"#EXT-X-PART-INF:PART-TARGET={state.part_target:.3f}",
+    ]
+    if low:
+        lines += [
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
+            f"PART-HOLD-BACK={3 * state.part_target:.3f}",
+            f"#EXT-X-PART-INF:PART-TARGET={state.part_target:.3f}",
+        ]
+    lines += [
         f"#EXT-X-MEDIA-SEQUENCE:{first}",
         "#EXT-X-INDEPENDENT-SEGMENTS",
         f'#EXT-X-MAP:URI="{INIT_URI}"',
     ]
     for segment in state.segments:
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(segment.program_date_time)}")
-        if segment.msn >= state.parts_from_msn:
+        if low and segment.msn >= state.parts_from_msn:
             lines.extend(_part_line(p) for p in segment.parts)
         lines.append(f"#EXTINF:{_duration(segment.duration)},")
         lines.append(segment.uri)
+    if not low:
+        if state.ended:
+            lines.append("#EXT-X-ENDLIST")
+        return "\n".join(lines) + "\n"
     if state.open_parts:
         lines.append(
             f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(state.open_parts[0].program_date_time)}"
