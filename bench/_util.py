@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import re
 import shutil
@@ -96,7 +97,7 @@ class ReadyCheck:
 
 
 @contextlib.contextmanager
-def pinned_server(
+def pinned_process(
     cmd: Sequence[str],
     *,
     cpu: int,
@@ -106,8 +107,9 @@ def pinned_server(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 60.0,
-) -> Iterator[str]:
-    """Run ``cmd`` pinned to ``cpu``, wait until it answers, yield its base URL, stop it."""
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run ``cmd`` pinned to ``cpu``, wait until it answers, yield its base URL and the
+    process (for its CPU accounting), stop it."""
     taskset = require_taskset()
     base_url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
@@ -122,9 +124,35 @@ def pinned_server(
         )
     try:
         _wait_ready(proc, base_url, ready, log_path, timeout)
-        yield base_url
+        yield base_url, proc
     finally:
         _stop(proc)
+
+
+@contextlib.contextmanager
+def pinned_server(
+    cmd: Sequence[str],
+    *,
+    cpu: int,
+    port: int,
+    ready: ReadyCheck,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60.0,
+) -> Iterator[str]:
+    """:func:`pinned_process` when only the base URL matters."""
+    with pinned_process(
+        cmd, cpu=cpu, port=port, ready=ready, log_path=log_path, env=env, cwd=cwd, timeout=timeout
+    ) as (base_url, _):
+        yield base_url
+
+
+def version_of(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _wait_ready(

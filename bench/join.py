@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
 import json
 import os
 import platform
@@ -59,6 +58,7 @@ from _util import (
     require_taskset,
     run_wrk,
     venv_bin,
+    version_of,
     wrk_version,
 )
 
@@ -363,13 +363,6 @@ def plot(ceiling: Measured, tribune: Measured, opts: Options, path: Path) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def version_of(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,7 +94,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import os
 import platform
@@ -105,7 +104,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,12 +119,12 @@ from _util import (
     RESULTS_DIR,
     BenchError,
     ReadyCheck,
-    _stop,
-    _wait_ready,
     cpu_model,
     free_port,
+    pinned_process,
     require_taskset,
     venv_bin,
+    version_of,
 )
 
 TARGET_LL_P95_S = 2.0
@@ -199,30 +197,6 @@ def parse_args(argv: list[str] | None) -> Options:
 
 
 # --- processes ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def pinned_process(
-    cmd: list[str], *, cpu: int, port: int, ready: ReadyCheck, log_path: Path, env: dict[str, str]
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Like ``_util.pinned_server``, but also yields the process (for its CPU time)."""
-    taskset = require_taskset()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [taskset, "-c", str(cpu), *cmd],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=log_path.parent,
-            start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(proc, base_url, ready, log_path, 60.0)
-        yield base_url, proc
-    finally:
-        _stop(proc)
 
 
 def server_env(extra: dict[str, str]) -> dict[str, str]:
@@ -1016,13 +990,6 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def version_of(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def ensure_tribune(opts: Options) -> None:
     if opts.tribune_bin.exists():
         return
@@ -1056,6 +1023,7 @@ async def run(opts: Options, workdir: Path) -> dict[str, Any]:
         ready=ReadyCheck("GET", "/api/health"),
         log_path=workdir / "tribune.log",
         env=env,
+        cwd=workdir,
     ) as (base_url, proc):
         host = await sign_up(base_url, f"host_{suffix}")
         a = await sign_up(base_url, f"speaker_a_{suffix}")
@@ -1090,6 +1058,7 @@ async def run(opts: Options, workdir: Path) -> dict[str, Any]:
         ready=ReadyCheck("GET", "/health"),
         log_path=workdir / "pipeline.log",
         env=server_env({}),
+        cwd=workdir,
     ) as (base_url, _):
         async with httpx.AsyncClient(timeout=10) as client:
             results["plain_mode"] = (await client.get(f"{base_url}/health")).json()["plain"]
