@@ -122,3 +122,27 @@ def segments_since(playlist: str, since: float) -> list[tuple[str, float, float]
         if start >= since:
             out.append((uri, start, float(duration)))
     return out
+
+
+async def wait_segments(
+    client: httpx.AsyncClient, playlist: str, since: float, seconds: float
+) -> list[str]:
+    """Poll the live playlist until complete segments made after ``since`` (wall clock)
+    add up to ``seconds``; return their URIs."""
+    deadline = time.monotonic() + seconds + 15
+    while time.monotonic() < deadline:
+        segs = segments_since((await client.get(playlist)).text, since)
+        if sum(d for _, _, d in segs) >= seconds:
+            return [uri for uri, _, _ in segs]
+        await asyncio.sleep(0.3)
+    raise AssertionError("the live playlist did not advance")
+
+
+async def listen_live(base_url: str, playlist: str, since: float, seconds: float) -> np.ndarray:
+    """ffmpeg on the live playlist, starting at the newest segment once one made after
+    ``since`` exists, decoding ``seconds`` of audio."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=20) as client:
+        await wait_segments(client, playlist, since, 1.0)
+    return await asyncio.to_thread(
+        decode, base_url + playlist, seconds, ["-live_start_index", "-1"]
+    )

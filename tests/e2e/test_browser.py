@@ -3,7 +3,6 @@ publishing its (fake, WAV-fed) microphone over WHIP — a WebRTC stack that is n
 
 from __future__ import annotations
 
-import asyncio
 import time
 import wave
 from collections.abc import AsyncIterator
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from tests.audio import decode, tone_share, whip_publish
+from tests.audio import listen_live, tone_share, whip_publish
 from tests.conftest import LiveServer
 from tests.e2e.test_live_audio import api_token, speaker
 from tests.helpers import join
@@ -128,10 +127,10 @@ async def test_chromium_speaker_publishes_over_whip(
     await page.wait_for_function(
         "window.session.pc.connectionState === 'connected'", timeout=15_000
     )
+    connected = time.time()
     with media_server.client() as anon:
         playlist = join(anon, sid)["urls"]["playlist"]
-    await asyncio.sleep(3)
-    heard = await asyncio.to_thread(decode, media_server.url + playlist, 3.0)
+    heard = await listen_live(media_server.url, playlist, since=connected, seconds=3.0)
     assert tone_share(heard, 550) > 0.3
     # The browser got its return track (mix-minus) on the same connection.
     assert await page.evaluate("window.session.remote.getAudioTracks().length") == 1

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.audio import decode, segments_since, tone_share, whip_publish
+from tests.audio import decode, listen_live, tone_share, wait_segments, whip_publish
 from tests.conftest import LiveServer
 from tests.helpers import Person, bearer, join, problem, sign_up
 
@@ -28,19 +28,6 @@ def speaker(media_server: LiveServer, host: Person, sid: str) -> Person:
     assert r.status_code == 201
     assert person.post(f"/api/spaces/{sid}/invitations/me/accept").status_code == 204
     return person
-
-
-async def wait_segments(
-    client: httpx.AsyncClient, playlist: str, since: float, seconds: float
-) -> list[str]:
-    deadline = time.monotonic() + seconds + 15
-    while time.monotonic() < deadline:
-        text = (await client.get(playlist)).text
-        segs = segments_since(text, since)
-        if sum(d for _, _, d in segs) >= seconds:
-            return [uri for uri, _, _ in segs]
-        await asyncio.sleep(0.3)
-    raise AssertionError("the live playlist did not advance")
 
 
 async def program_since(base: str, playlist: str, since: float, seconds: float) -> np.ndarray:
@@ -65,12 +52,12 @@ async def test_two_speakers_reach_listeners_and_hear_each_other(
     a, b = speaker(media_server, host, sid), speaker(media_server, host, sid)
     pub_a = await whip_publish(media_server.url, sid, api_token(a), 440, sendrecv=True)
     pub_b = await whip_publish(media_server.url, sid, api_token(b), 660, sendrecv=True)
+    published = time.time()
     try:
         with media_server.client() as media_anon:
             playlist = join(media_anon, sid)["urls"]["playlist"]
-        # Independent client on the live playlist itself.
-        await asyncio.sleep(2.5)
-        heard = await asyncio.to_thread(decode, media_server.url + playlist, 4.0)
+        # Independent client on the live playlist itself, from the first segment of tones.
+        heard = await listen_live(media_server.url, playlist, since=published, seconds=4.0)
         assert len(heard) >= 3.5 * 48_000
         assert tone_share(heard, 440) > 0.2
         assert tone_share(heard, 660) > 0.2
@@ -204,10 +191,12 @@ async def test_gstreamer_hlsdemux_plays_the_live_playlist(
     pub = await whip_publish(
         media_server.url, sid, api_token(speaker(media_server, host, sid)), 440
     )
+    published = time.time()
     try:
         with media_server.client() as client:
             playlist = join(client, sid)["urls"]["playlist"]
-        await asyncio.sleep(2.5)
+        async with httpx.AsyncClient(base_url=media_server.url) as client:
+            await wait_segments(client, playlist, since=published, seconds=1.0)
         out = tmp_path / "gst.raw"
         pipeline = [
             "gst-launch-1.0",
