@@ -6,6 +6,7 @@ import contextlib
 import importlib.metadata
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -146,6 +147,39 @@ def pinned_server(
         cmd, cpu=cpu, port=port, ready=ready, log_path=log_path, env=env, cwd=cwd, timeout=timeout
     ) as (base_url, _):
         yield base_url
+
+
+def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any TRIBUNE_* of the caller, one worker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNE_")}
+    env["WEB_CONCURRENCY"] = "1"  # uvicorn reads it as its default worker count
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@contextlib.contextmanager
+def tribune_process(
+    tribune_bin: Path, *, cpu: int, workdir: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``tribune serve`` on the embedded default, in a fresh data dir under ``workdir``,
+    pinned to ``cpu``; yields its base URL and process once it answers."""
+    port = free_port()
+    data_dir = workdir / "tribune-data"
+    data_dir.mkdir()
+    env = server_env(
+        {"TRIBUNE_DATA_DIR": str(data_dir), "TRIBUNE_SECRET_KEY": secrets.token_hex(32)}
+    )
+    with pinned_process(
+        [str(tribune_bin), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cpu=cpu,
+        port=port,
+        ready=ReadyCheck("GET", "/api/health"),
+        log_path=workdir / "tribune.log",
+        env=env,
+        cwd=workdir,
+    ) as running:
+        yield running
 
 
 def version_of(dist: str) -> str:

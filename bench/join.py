@@ -57,6 +57,8 @@ from _util import (
     pinned_server,
     require_taskset,
     run_wrk,
+    server_env,
+    tribune_process,
     venv_bin,
     version_of,
     wrk_version,
@@ -130,14 +132,6 @@ def ensure_tribune(opts: Options) -> None:
     )
     if proc.returncode != 0 or not opts.tribune_bin.exists():
         raise BenchError(f"pip install -e . failed:\n{proc.stdout}\n{proc.stderr}")
-
-
-def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNE_")}
-    env["WEB_CONCURRENCY"] = "1"  # uvicorn reads it as its default worker count
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
 
 
 def check_join(url: str) -> None:
@@ -237,22 +231,10 @@ def set_up_space(base_url: str) -> str:
 
 
 def bench_tribune(wrk: str, opts: Options, workdir: Path) -> WrkResult:
-    port = free_port()
-    data_dir = workdir / "tribune-data"
-    data_dir.mkdir()
-    cmd = [str(opts.tribune_bin), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    env = server_env(
-        {"TRIBUNE_DATA_DIR": str(data_dir), "TRIBUNE_SECRET_KEY": secrets.token_hex(32)}
-    )
-    with pinned_server(
-        cmd,
-        cpu=opts.server_cpu,
-        port=port,
-        ready=ReadyCheck("GET", "/api/health"),
-        log_path=workdir / "tribune.log",
-        env=env,
-        cwd=workdir,
-    ) as base_url:
+    with tribune_process(opts.tribune_bin, cpu=opts.server_cpu, workdir=workdir) as (
+        base_url,
+        _,
+    ):
         space_id = set_up_space(base_url)
         url = f"{base_url}/api/spaces/{space_id}/join"
         check_join(url)

@@ -123,6 +123,8 @@ from _util import (
     free_port,
     pinned_process,
     require_taskset,
+    server_env,
+    tribune_process,
     venv_bin,
     version_of,
 )
@@ -197,14 +199,6 @@ def parse_args(argv: list[str] | None) -> Options:
 
 
 # --- processes ----------------------------------------------------------------------------
-
-
-def server_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNE_")}
-    env["WEB_CONCURRENCY"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -1009,22 +1003,10 @@ def ensure_tribune(opts: Options) -> None:
 async def run(opts: Options, workdir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     suffix = secrets.token_hex(3)
-    port = free_port()
-    data_dir = workdir / "tribune-data"
-    data_dir.mkdir()
-    cmd = [str(opts.tribune_bin), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    env = server_env(
-        {"TRIBUNE_DATA_DIR": str(data_dir), "TRIBUNE_SECRET_KEY": secrets.token_hex(32)}
-    )
-    with pinned_process(
-        cmd,
-        cpu=opts.server_cpu,
-        port=port,
-        ready=ReadyCheck("GET", "/api/health"),
-        log_path=workdir / "tribune.log",
-        env=env,
-        cwd=workdir,
-    ) as (base_url, proc):
+    with tribune_process(opts.tribune_bin, cpu=opts.server_cpu, workdir=workdir) as (
+        base_url,
+        proc,
+    ):
         host = await sign_up(base_url, f"host_{suffix}")
         a = await sign_up(base_url, f"speaker_a_{suffix}")
         b = await sign_up(base_url, f"speaker_b_{suffix}")
