@@ -171,4 +171,9 @@ async def test_live_window_slides_and_keeps_about_twenty_segments(tmp_path: Path
         assert broadcast.part_bytes(0, 0) is None
         assert broadcast.part_bytes(nxt - 1, 5) is not None
         await broadcast.sync()
-        assert [s.msn for s in broadcast.recording().segments] == list(range(nxt))
+        recorded = broadcast.recording().segments
+        assert [s.msn for s in recorded if s.complete] == list(range(nxt))
+        # and the parts made so far of the segment in flight, as a crash would leave them
+        assert [(s.msn, len(s.parts)) for s in recorded if not s.complete] == [
+            (nxt, broadcast.last_part[1] + 1)  # type: ignore[index]
+        ]

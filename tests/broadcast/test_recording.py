@@ -49,12 +49,13 @@ from tribune.broadcast import Broadcast
 async def main() -> None:
     broadcast = Broadcast(Path(sys.argv[1]))
     feed = ticks(tone(440, 7.5))
-    for pcm, wallclock in feed[:350]:      # 7 s: three segments complete
+    for pcm, wallclock in feed[:350]:      # 7 s: three segments and parts of the fourth
         broadcast.push(pcm, wallclock)
     await broadcast.sync()
-    print(broadcast.next_msn, flush=True)
-    for pcm, wallclock in feed[350:]:      # part of the fourth, then the power goes
+    print(broadcast.next_msn, broadcast.last_part[1] + 1, flush=True)
+    for pcm, wallclock in feed[350:365]:   # another part or so, then the power goes
         broadcast.push(pcm, wallclock)
+    print(broadcast.last_part[1] + 1, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 
 asyncio.run(main())
@@ -67,8 +68,9 @@ def write_playlist(directory: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_recording_survives_a_crash_up_to_the_last_complete_segment(tmp_path: Path) -> None:
-    """After SIGKILL mid-segment, the recording opens and its VOD plays every complete segment."""
+def test_recording_survives_a_crash_up_to_the_part_in_flight(tmp_path: Path) -> None:
+    """After SIGKILL mid-segment, the recording opens and its VOD plays every complete segment
+    and every part of the unfinished one that was made: only the part in flight is lost."""
     directory = tmp_path / "rec"
     child = subprocess.run(
         [sys.executable, "-c", CRASHING_CHILD, str(directory)],
@@ -78,17 +80,33 @@ def test_recording_survives_a_crash_up_to_the_last_complete_segment(tmp_path: Pa
         check=False,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
-    complete = int(child.stdout)
-    assert complete == 3
+    complete, synced, made = (int(x) for x in child.stdout.split())
+    assert (complete, synced) == (3, 2)
+    assert made > synced
 
     recording = Recording.open(directory)
     assert not recording.ended
-    assert [s.msn for s in recording.segments] == list(range(complete))
+    assert [s.msn for s in recording.segments] == list(range(complete + 1))
+    assert all(s.complete for s in recording.segments[:complete])
+    unfinished = recording.segments[complete]
+    assert not unfinished.complete
+    # Every part that was synced is there; parts made just before the kill may be too.
+    assert synced <= len(unfinished.parts) <= made
+    assert unfinished.uri == "seg3.partial.m4s"
+    part = 16 * AAC_FRAME
+    parts = len(unfinished.parts)
+    assert recording.duration == pytest.approx((complete * 6 + parts) * part, abs=1e-3)
     playlist = recording.vod_playlist()
-    assert parse_playlist(playlist).ended
+    parsed = parse_playlist(playlist)
+    assert parsed.ended
+    assert parsed.segments[-1].uri == "seg3.partial.m4s"
+    assert parsed.segments[-1].byterange is not None
     audio = decode(write_playlist(directory, "vod.m3u8", playlist))
-    assert abs(len(audio) / RATE - complete * 6 * 16 * AAC_FRAME) < 1e-3
+    assert abs(len(audio) / RATE - recording.duration) < 1e-3
     assert abs(dominant_hz(audio, 0.5, 6.0) - 440) < 1
+    assert abs(dominant_hz(audio, 6.2, 6.8) - 440) < 1  # from the unfinished segment
+    clip = recording.export_m4a(6.0, recording.duration)
+    assert abs(dominant_hz(decode(clip), 0.1, 0.6) - 440) < 1
 
 
 async def test_a_dropped_broadcast_leaves_a_crash_like_recording_and_no_thread(
@@ -110,7 +128,8 @@ async def test_a_dropped_broadcast_leaves_a_crash_like_recording_and_no_thread(
 
     recording = Recording.open(directory)
     assert not recording.ended
-    assert len(recording.segments) == complete == 2
+    assert complete == 2
+    assert [s.complete for s in recording.segments] == [True, True, False]
     audio = decode(write_playlist(directory, "vod.m3u8", recording.vod_playlist()))
     assert abs(len(audio) / RATE - recording.duration) < 1e-3
 
@@ -163,20 +182,34 @@ def test_close_writes_the_short_last_segment_and_marks_the_recording_ended(
 def test_a_torn_last_index_line_is_ignored_but_a_corrupt_middle_line_is_not(
     program_run: ProgramRun, tmp_path: Path
 ) -> None:
-    """A half-written last line (crash during append) is skipped; garbage mid-file is an error."""
+    """A half-written last line (crash during append) is skipped; garbage mid-file is an error.
+
+    The crash here came after the last segment was renamed into place but before its index
+    line was whole: its parts, indexed one by one, are still found (in the renamed file).
+    """
     directory = tmp_path / "rec"
     shutil.copytree(program_run.recording, directory)
     index = directory / "index.jsonl"
     lines = index.read_bytes().splitlines(keepends=True)
     assert json.loads(lines[-1]).get("ended") is True
-    whole = len(lines) - 2  # segment lines kept whole
+    whole = len(lines) - 2  # lines kept whole: all but the last segment's and the end
+    last = json.loads(lines[whole])
     index.write_bytes(b"".join(lines[:whole]) + lines[whole][: len(lines[whole]) // 2])
 
     recording = Recording.open(directory)
     assert not recording.ended
-    assert [s.msn for s in recording.segments] == list(range(whole))
+    assert [s.msn for s in recording.segments] == list(range(last["msn"] + 1))
+    assert [s.complete for s in recording.segments].count(False) == 1
+    assert recording.segments[-1].uri == f"seg{last['msn']}.m4s"  # found where it was renamed
+    assert recording.segments[-1].duration == last["duration"]
     audio = decode(write_playlist(directory, "vod.m3u8", recording.vod_playlist()))
     assert abs(len(audio) / RATE - recording.duration) < 1e-3
+
+    # The last segment's index line and one part line lost: the parts before it remain.
+    parts = [n for n, line in enumerate(lines[:whole]) if b'"part"' in line]
+    index.write_bytes(b"".join(lines[: parts[-1]]))
+    recording = Recording.open(directory)
+    assert len(recording.segments[-1].parts) == len(last["parts"]) - 1
 
     index.write_bytes(b"".join(lines[:1]) + b"{not json\n" + b"".join(lines[2:]))
     with pytest.raises(RecordingCorrupt, match="line 2"):

@@ -100,6 +100,7 @@ class Broadcast:
         assert self._encoder.delay is not None  # a fragment implies a packet
         packaged = self._packager.add(fragment, self._encoder.delay)
         self._live.add_part(packaged.part)
+        self._writer.append_part(packaged.part)
         if packaged.segment is not None:
             self._live.add_segment(packaged.segment)
             self._writer.append(packaged.segment)
@@ -155,11 +156,11 @@ class Broadcast:
     # -- recording -----------------------------------------------------------------------
 
     def recording(self) -> Recording:
-        """The recording as it stands on disk (segments the writer thread has finished)."""
+        """The recording as it stands on disk (what the writer thread has finished)."""
         return Recording.open(self.directory)
 
     async def sync(self) -> None:
-        """Wait until every segment made so far is durable on disk."""
+        """Wait until every part and segment made so far is durable on disk."""
         await asyncio.wrap_future(self._writer.barrier())
 
     async def close(self) -> None:

@@ -2,19 +2,25 @@
 
 Layout of a recording directory::
 
-    init.mp4       ftyp+moov, written once before any segment
-    seg0.m4s ...   the live segments, byte for byte
-    index.jsonl    one JSON line per segment, then {"ended": ...} when the broadcast closed
+    init.mp4               ftyp+moov, written once before any segment
+    seg0.m4s ...           the live segments, byte for byte
+    seg7.partial.m4s       the segment being made: its parts so far, back to back
+    index.jsonl            one JSON line per part and per segment, then {"ended": ...}
+                           when the broadcast closed
 
-Each segment is written to a temporary file, fsynced, renamed into place and the directory
-fsynced; only then is its index line appended and fsynced. So the index never names a file
-that is not whole, and a crash loses at most the segment in flight (about 2 s) plus
-whatever the writer thread had not reached. A torn last index line is ignored on reading.
+A segment is made part by part (every 0.34 s) in its temporary ``.partial`` file: each part
+is appended and fsynced, and only then is the part's index line appended and fsynced. When
+the segment is whole the file is renamed into place, the directory fsynced, and the
+segment's line appended. So the index never names bytes that are not on disk, and a crash
+loses at most the part in flight (plus whatever the writer thread had not reached): on
+reading, the parts of an unfinished segment that the index names are a short last segment,
+served as a byte range of the partial file. A torn last index line is ignored on reading.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import io
 import json
 import logging
@@ -26,7 +32,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 from av.container import InputContainer, OutputContainer
@@ -37,7 +43,7 @@ from tribune.broadcast.exceptions import (
     RecordingExists,
     RecordingNotFound,
 )
-from tribune.broadcast.media import INIT_URI, SAMPLE_RATE, Segment, seconds, segment_uri
+from tribune.broadcast.media import INIT_URI, SAMPLE_RATE, Part, Segment, seconds, segment_uri
 from tribune.broadcast.playlist import VodEntry, format_pdt, vod_playlist
 
 logger = logging.getLogger(__name__)
@@ -73,7 +79,11 @@ class _Stop:
     pass
 
 
-_Job = Segment | dict[str, Any] | concurrent.futures.Future[None] | _Stop
+_Job = Part | Segment | dict[str, Any] | concurrent.futures.Future[None] | _Stop
+
+
+def partial_uri(msn: int) -> str:
+    return f"seg{msn}.partial.m4s"
 
 
 class RecordingWriter:
@@ -92,6 +102,9 @@ class RecordingWriter:
         self._index = open(directory / INDEX, "xb")  # noqa: SIM115 - held for the writer's life
         _fsync_dir(directory)
         self.error: BaseException | None = None
+        #: the unfinished segment's file and (msn, parts written, bytes written)
+        self._partial: BinaryIO | None = None
+        self._partial_at = (-1, 0, 0)
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         # Guards _accepting, so a barrier is either queued before the stop or answered here.
         self._lock = threading.Lock()
@@ -100,6 +113,9 @@ class RecordingWriter:
             target=self._run, name=f"recording-{directory.name}", daemon=True
         )
         self._thread.start()
+
+    def append_part(self, part: Part) -> None:
+        self._queue.put(part)
 
     def append(self, segment: Segment) -> None:
         self._queue.put(segment)
@@ -150,7 +166,9 @@ class RecordingWriter:
                 if self.error is not None:
                     continue  # already logged; a recording with a hole is worse than a short one
                 try:
-                    if isinstance(job, Segment):
+                    if isinstance(job, Part):
+                        self._write_part(job)
+                    elif isinstance(job, Segment):
                         self._write_segment(job)
                     else:
                         self._append_line(job)
@@ -161,6 +179,8 @@ class RecordingWriter:
                     )
         finally:
             self._index.close()
+            if self._partial is not None:
+                self._partial.close()
 
     def _stop(self) -> None:
         with self._lock:
@@ -175,8 +195,51 @@ class RecordingWriter:
             elif not isinstance(job, _Stop):
                 logger.error("recording %s: %r queued after the end, dropped", self.directory, job)
 
+    def _write_part(self, part: Part) -> None:
+        msn, count, size = self._partial_at
+        if part.index == 0:
+            if self._partial is not None:
+                self._partial.close()
+            self._partial = open(self.directory / partial_uri(part.msn), "wb")  # noqa: SIM115
+            _fsync_dir(self.directory)
+            msn, count, size = part.msn, 0, 0
+        if self._partial is None or (msn, count) != (part.msn, part.index):
+            # Not the next part of the open segment (the writer started mid-segment): the
+            # segment will be written whole when it completes.
+            return
+        self._partial.write(part.data)
+        self._partial.flush()
+        os.fsync(self._partial.fileno())
+        self._partial_at = (msn, count + 1, size + len(part.data))
+        self._append_line(
+            {
+                "part": [part.msn, part.index],
+                "start": part.start,
+                "duration": part.duration,
+                "size": len(part.data),
+                "wallclock": part.program_date_time,
+            }
+        )
+
     def _write_segment(self, segment: Segment) -> None:
-        _write_durably(self.directory, segment.uri, segment.data)
+        msn, count, size = self._partial_at
+        if (
+            self._partial is not None
+            and msn == segment.msn
+            and count == len(segment.parts)
+            and size == len(segment.data)
+        ):
+            # Every part is already durable in the partial file: it is the segment.
+            self._partial.close()
+            self._partial = None
+            os.replace(self.directory / partial_uri(msn), self.directory / segment.uri)
+            _fsync_dir(self.directory)
+        else:
+            _write_durably(self.directory, segment.uri, segment.data)
+            if self._partial is not None and msn == segment.msn:
+                self._partial.close()
+                self._partial = None
+                (self.directory / partial_uri(msn)).unlink(missing_ok=True)
         self._append_line(
             {
                 "msn": segment.msn,
@@ -220,6 +283,11 @@ class RecordedSegment:
     duration: int
     program_date_time: float
     parts: tuple[RecordedPart, ...]
+    #: False for the unfinished segment of a crashed recording: its parts so far, in the
+    #: partial file (which may hold more bytes than those parts)
+    complete: bool = True
+    #: the file holding it, when not the usual name (see ``Recording.open``)
+    file: str | None = None
 
     def __post_init__(self) -> None:
         if self.msn < 0 or self.duration <= 0 or not self.parts:
@@ -229,11 +297,36 @@ class RecordedSegment:
 
     @property
     def uri(self) -> str:
-        return segment_uri(self.msn)
+        if self.file is not None:
+            return self.file
+        return segment_uri(self.msn) if self.complete else partial_uri(self.msn)
 
     @property
     def size(self) -> int:
         return sum(p.size for p in self.parts)
+
+    @classmethod
+    def unfinished(cls, msn: int, records: list[dict[str, Any]]) -> RecordedSegment:
+        """The durable parts of segment ``msn`` (its part records, in order)."""
+        parts: list[RecordedPart] = []
+        offset = 0
+        for index, record in enumerate(records):
+            if record["part"] != [msn, index]:
+                raise ValueError(f"part record {record['part']} where {msn}.{index} belongs")
+            start, duration = int(record["start"]), int(record["duration"])
+            if parts and start != parts[-1].end:
+                raise ValueError(f"segment {msn} has a gap before part {index}")
+            size = int(record["size"])
+            parts.append(RecordedPart(offset, size, start, duration, float(record["wallclock"])))
+            offset += size
+        return cls(
+            msn,
+            parts[0].start,
+            parts[-1].end - parts[0].start,
+            parts[0].program_date_time,
+            tuple(parts),
+            complete=False,
+        )
 
     @property
     def end(self) -> int:
@@ -255,8 +348,9 @@ class RecordedSegment:
         return cls(int(record["msn"]), start, int(record["duration"]), pdt, tuple(parts))
 
 
-def _read_index(path: Path) -> tuple[list[dict[str, Any]], bool]:
-    """The index's records and whether it says the broadcast ended; skips a torn last line."""
+def _read_index(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """The index's segment records, part records, and whether it says the broadcast ended;
+    skips a torn last line."""
     raw = path.read_bytes()
     lines = raw.split(b"\n")
     tail = lines.pop()  # after the last newline: empty, or a line the crash cut short
@@ -275,7 +369,7 @@ def _read_index(path: Path) -> tuple[list[dict[str, Any]], bool]:
             raise RecordingCorrupt(f"{path} line {n + 1} is unreadable: {exc}") from exc
         records.append(record)
     ended = bool(records) and records[-1].get("ended") is True
-    return [r for r in records if "msn" in r], ended
+    return [r for r in records if "msn" in r], [r for r in records if "part" in r], ended
 
 
 class Recording:
@@ -297,7 +391,7 @@ class Recording:
         index = directory / INDEX
         if not index.exists() or not (directory / INIT_URI).exists():
             raise RecordingNotFound(f"no recording in {directory}")
-        records, ended = _read_index(index)
+        records, part_records, ended = _read_index(index)
         segments: list[RecordedSegment] = []
         for n, record in enumerate(records):
             try:
@@ -310,6 +404,28 @@ class Recording:
             if not path.exists() or path.stat().st_size != segment.size:
                 raise RecordingCorrupt(f"{path} is missing or not {segment.size} bytes")
             segments.append(segment)
+        msn = len(segments)
+        unfinished = [
+            r for r in part_records if isinstance(r.get("part"), list) and r["part"][0] == msn
+        ]
+        if unfinished and not ended:
+            try:
+                segment = RecordedSegment.unfinished(msn, unfinished)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise RecordingCorrupt(
+                    f"{index}: parts of segment {msn} are invalid: {exc}"
+                ) from exc
+            if segments and segment.start != segments[-1].end:
+                raise RecordingCorrupt(f"{index}: parts of segment {msn} are out of sequence")
+            # The partial file may be longer (a part written but not yet indexed), or already
+            # renamed into place (the crash came before the segment's index line).
+            for name in (segment.uri, segment_uri(msn)):
+                path = directory / name
+                if path.exists() and path.stat().st_size >= segment.size:
+                    segments.append(dataclasses.replace(segment, file=name))
+                    break
+            else:
+                logger.warning("no file holds the %d indexed bytes of %s", segment.size, path)
         return cls(directory, tuple(segments), ended)
 
     @property
@@ -323,7 +439,10 @@ class Recording:
 
     def vod_playlist(self) -> str:
         """Every recorded segment as a VOD playlist (URIs relative to the directory)."""
-        return vod_playlist(VodEntry(s.uri, s.duration, s.program_date_time) for s in self.segments)
+        return vod_playlist(
+            VodEntry(s.uri, s.duration, s.program_date_time, None if s.complete else (s.size, 0))
+            for s in self.segments
+        )
 
     def _select(
         self, start_s: float, end_s: float
@@ -365,7 +484,7 @@ class Recording:
         entries = []
         for segment, parts in self._select(start_s, end_s):
             first = parts[0]
-            whole = len(parts) == len(segment.parts)
+            whole = len(parts) == len(segment.parts) and segment.complete
             entries.append(
                 VodEntry(
                     segment.uri,

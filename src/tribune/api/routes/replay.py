@@ -23,7 +23,7 @@ router = APIRouter(prefix="/replay/{space_id}", tags=["replay"])
 PLAYLIST = "application/vnd.apple.mpegurl"
 IMMUTABLE = "public, max-age=31536000, immutable"
 _RUN = re.compile(r"^run-\d{1,6}$")
-_FILE = re.compile(r"^(init\.mp4|seg\d{1,9}\.m4s)$")
+_FILE = re.compile(r"^(init\.mp4|seg\d{1,9}(\.partial)?\.m4s)$")
 
 
 async def _recording(services: Services, space_id: str, caller: CallerDep) -> SpaceRecording:
