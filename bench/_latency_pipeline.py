@@ -16,8 +16,10 @@ Routes (no auth): ``POST /whip?user=ID`` (SDP offer -> ``stage.publish``), ``GET
 ``/{ll,plain}/init.mp4``, ``/{ll,plain}/<part or segment>``, and ``/probe/...``: for
 users whose id starts with ``probe-``, the stage is instrumented (bench-only subclasses
 swapped into ``tribune.stage.stage``) to stamp, with ``time.time()``, each RTP packet's
-arrival, each decoded frame, each jitter-buffer pull into the mix, each mix-minus tick
-pushed to the outbound track and each frame the outbound track hands to aiortc's encoder.
+arrival, each Opus frame aiortc's receive buffer lets go to the stage ("decoded": the probe
+decodes a copy to find markers), each jitter-buffer pull into the mix, each mix-minus tick
+encoded and pushed to the outbound track and each packet that track hands to aiortc's
+sender (decoded by the probe likewise).
 """
 
 from __future__ import annotations
@@ -48,7 +50,12 @@ from _latency_hls import RATE, TimedStream, find_onsets, parse_playlist
 from tribune.broadcast import BadBlockingRequest, Broadcast
 from tribune.stage import BadOffer, Stage, TooManySessions
 from tribune.stage.jitter import JitterBuffer
-from tribune.stage.tracks import MixMinusTrack, shorten_receive_buffer
+from tribune.stage.tracks import (
+    EncodedMixTrack,
+    OpusDecoder,
+    bypass_receive_buffer,
+    tap_decoded_frames,
+)
 
 PLAYLIST = "application/vnd.apple.mpegurl"
 MP4 = "audio/mp4"
@@ -99,25 +106,31 @@ class _TimedJitter(JitterBuffer):
         return out
 
 
-class _TimedMixMinus(MixMinusTrack):
-    def __init__(self, depth: int = 3) -> None:
-        super().__init__(depth)
+class _TimedMixMinus(EncodedMixTrack):
+    def __init__(self, frame_samples: int, depth: int = 3) -> None:
+        super().__init__(frame_samples, depth)
         self.probe = _probe()
+        self._pushed_decoder = OpusDecoder()
+        self._handed_decoder = OpusDecoder()
 
-    def push(self, pcm: Any) -> None:
+    def push(self, payload: bytes) -> None:
         if self.probe is not None and self.readyState == "live":
-            self.probe.pushed.add(time.time(), pcm)
-        super().push(pcm)
+            pcm = self._pushed_decoder.decode(payload)
+            if pcm is not None:
+                self.probe.pushed.add(time.time(), pcm)
+        super().push(payload)
 
     async def recv(self) -> Any:
-        frame = await super().recv()
+        packet = await super().recv()
         if self.probe is not None:
-            self.probe.handed.add(time.time(), frame.to_ndarray().reshape(-1) / 32768.0)
-        return frame
+            pcm = self._handed_decoder.decode(bytes(packet))
+            if pcm is not None:
+                self.probe.handed.add(time.time(), pcm)
+        return packet
 
 
-def _timed_shorten(receiver: Any) -> bool:
-    done = shorten_receive_buffer(receiver)
+def _timed_bypass(receiver: Any) -> bool:
+    done = bypass_receive_buffer(receiver)
     probe = _probe()
     if probe is None:
         return done
@@ -130,26 +143,37 @@ def _timed_shorten(receiver: Any) -> bool:
         await handle(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = timed_handle
-    track = receiver.track
-    recv = track.recv
+    return done
 
-    async def timed_recv() -> Any:
-        frame = await recv()
-        channels = len(frame.layout.channels)
-        mono = frame.to_ndarray().reshape(-1, channels).mean(axis=1) / 32768.0
-        probe.decoded.add(time.time(), mono)
-        probe.decoded_pts.append(int(frame.pts))
-        return frame
 
-    track.recv = timed_recv
+def _timed_tap(receiver: Any, on_frame: Any) -> bool:
+    done = tap_decoded_frames(receiver, on_frame)
+    probe = _probe()
+    if probe is None or not done:
+        return done
+    tap = receiver._RTCRtpReceiver__decoder_queue
+    put = tap.put
+    decoder = OpusDecoder()
+
+    def timed_put(item: Any, *args: Any, **kwargs: Any) -> None:
+        if item is not None:
+            mono = decoder.decode(item[1].data)
+            if mono is not None:
+                probe.decoded.add(time.time(), mono)
+                # aiortc maps the frame's RTP timestamp to one counted from the first
+                probe.decoded_pts.append(int(item[1].timestamp))
+        put(item, *args, **kwargs)
+
+    tap.put = timed_put
     return done
 
 
 def install_probes() -> None:
     """Swap the bench's stamping subclasses into the stage module (this process only)."""
     stage_module.JitterBuffer = _TimedJitter  # type: ignore[misc]
-    stage_module.MixMinusTrack = _TimedMixMinus  # type: ignore[misc]
-    stage_module.shorten_receive_buffer = _timed_shorten
+    stage_module.EncodedMixTrack = _TimedMixMinus  # type: ignore[misc]
+    stage_module.bypass_receive_buffer = _timed_bypass
+    stage_module.tap_decoded_frames = _timed_tap
 
 
 def probe_report(sender: str, receiver: str) -> dict[str, Any]:

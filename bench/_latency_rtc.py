@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fractions
 import time
+from collections.abc import Callable
 
 import av
 import httpx
@@ -20,6 +21,9 @@ TIME_BASE = fractions.Fraction(1, RATE)
 
 class MarkerTrack(MediaStreamTrack):
     """A microphone in real time: silence (or a quiet tone) with a marker every ``every_s``.
+
+    With ``speaking``, the tone is sent only while ``speaking()`` is true (digital silence
+    otherwise, as a browser sends for a disabled microphone track).
 
     Frames are 20 ms, paced against the monotonic clock from the first ``recv``. A marker
     starts on a frame boundary, so its first sample is the first sample of the frame that
@@ -36,6 +40,7 @@ class MarkerTrack(MediaStreamTrack):
         first_after_s: float = 1.0,
         tone_hz: float = 0.0,
         tone_amplitude: float = 0.0,
+        speaking: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__()
         self.sent: list[float] = []
@@ -44,6 +49,7 @@ class MarkerTrack(MediaStreamTrack):
         self._marker = marker()
         self._tone_hz = tone_hz
         self._tone_amplitude = tone_amplitude
+        self._speaking = speaking
         self._start: float | None = None
         self._index = 0
         self._pending: np.ndarray | None = None
@@ -63,7 +69,7 @@ class MarkerTrack(MediaStreamTrack):
             if due > now:
                 await asyncio.sleep(due - now)
         pcm = np.zeros(FRAME, np.float32)
-        if self._tone_amplitude:
+        if self._tone_amplitude and (self._speaking is None or self._speaking()):
             t = (np.arange(FRAME) + self._index * FRAME) / RATE
             pcm += (self._tone_amplitude * np.sin(2 * np.pi * self._tone_hz * t)).astype(np.float32)
         start_marker = (
@@ -89,6 +95,62 @@ class MarkerTrack(MediaStreamTrack):
         if start_marker:
             self.sent.append(time.time())
         return frame
+
+
+class DtxTrack(MediaStreamTrack):
+    """A ``MarkerTrack`` encoded here (libopus, mono 32 kbit/s, as a browser sends a
+    microphone) and handed to aiortc as packets, so that with ``dtx()`` true it can do on the
+    wire what a browser does when the answer says ``usedtx=1``: while the voice is silent,
+    one packet every 400 ms and nothing in between.
+
+    aiortc's encoder has no DTX, and FFmpeg's libopus wrapper does not switch libopus's on,
+    so silence is told the way the encoder shows it: digital silence encodes to packets of
+    at most 3 bytes; after 10 of those (200 ms, the hangover WebRTC's Opus DTX also keeps)
+    the track goes quiet until the voice comes back.
+    """
+
+    kind = "audio"
+    SILENT_BYTES = 3
+    HANGOVER = 10
+    KEEPALIVE = 20  # 400 ms
+
+    def __init__(self, source: MarkerTrack, dtx: Callable[[], bool]) -> None:
+        super().__init__()
+        self._source = source
+        self._dtx = dtx
+        codec = av.CodecContext.create("libopus", "w")
+        codec.bit_rate = 32_000
+        codec.format = "s16"
+        codec.layout = "mono"
+        codec.sample_rate = RATE
+        codec.time_base = TIME_BASE
+        codec.options = {"application": "voip"}
+        self._codec = codec
+        self._silent_run = 0
+        self.sent = 0
+        self.held = 0
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        while True:
+            frame = await self._source.recv()
+            packets = self._codec.encode(frame)
+            if not packets:
+                continue
+            payload = bytes(packets[0])
+            self._silent_run = self._silent_run + 1 if len(payload) <= self.SILENT_BYTES else 0
+            quiet = self._silent_run - self.HANGOVER
+            if self._dtx() and quiet > 0 and quiet % self.KEEPALIVE:
+                self.held += 1
+                continue
+            packet = av.Packet(payload)
+            packet.pts = frame.pts
+            packet.time_base = TIME_BASE
+            self.sent += 1
+            return packet
+
+    def stop(self) -> None:
+        super().stop()
+        self._source.stop()
 
 
 class Peer:

@@ -54,27 +54,28 @@ How each figure is measured (all in one run, on this machine):
    a connection and random across connections. In the pipeline the stage is
    instrumented for users named ``probe-*`` (bench-only subclasses swapped into
    ``tribune.stage.stage``), which stamps the marker at each point: RTP packet arrival
-   at the server, decoded frame, pulled from A's jitter buffer into the mix, B's
-   mix-minus tick pushed, and that frame handed to aiortc's sender for encoding.
-   Server-added = handed - RTP arrival (what the server adds between its socket and
-   B's encoder; Opus encoding and the send after it, about a millisecond, are not
-   included).
+   at the server, the frame handed to the stage ("decoded"; the probe decodes a copy),
+   pulled from A's jitter buffer into the mix, B's mix-minus tick encoded and pushed,
+   and that packet handed to aiortc's sender. Server-added = handed - RTP arrival (what
+   the server adds between its socket and B's RTP sender; the send itself, well under
+   a millisecond, is not included).
 4. CPU of a Space with 13 speakers (host, 2 co-hosts, 10 speakers: the stage's most) on
    the real server. CPU seconds of the server process are read from
    ``/proc/<pid>/stat`` (utime + stime, all threads) over ``--cpu-seconds`` (20) of
    steady state (3 s after all 13 connected) with 13 sendrecv speakers publishing quiet
-   tones from ``_latency_publisher.py`` (its own process), over ``--idle-seconds`` (6)
-   for the same live Space before anyone publishes, and over as long for the server
-   with no live Space (the Space of items 1 and 3 ended). The target figure is (13
-   speakers - idle Space) in % of one core; Spaces per media core = 100 % / (13
-   speakers - no Space), i.e. also counting the Space's own mixer and AAC encoder. No
-   listeners fetch HLS meanwhile. Where the time goes: CPU per thread
-   (``/proc/<pid>/task/*/stat`` over the same window) grouped by the thread names
-   ``py-spy dump`` reports (aiortc's "audio-decoder" threads decode Opus, the loop's
-   executor threads encode it, the main thread runs the event loop); and a 5 s ``py-spy
-   record --nonblocking`` after the window, whose main-thread samples outside uvloop's C
-   loop are grouped by component. py-spy cannot tell holding the GIL from waiting for
-   it, so those shares are approximate.
+   tones from ``_latency_publisher.py`` (its own process), in three windows: all 13
+   talking; a conversation (2 talking at a time, turns every 3 s, the rest digital
+   silence at 50 packets/s); the same conversation with DTX (silent speakers send a
+   packet every 400 ms, as Chromium does for Tribune's ``usedtx=1`` answer). Baselines:
+   ``--idle-seconds`` (6) for the same live Space before anyone publishes, and as long
+   for the server with no live Space (the Space of items 1 and 3 ended). Each target
+   figure is (window - idle Space) in % of one core; Spaces per media core = 100 % /
+   (window - no Space), i.e. also counting the Space's own mixer and AAC encoder. No
+   listeners fetch HLS meanwhile. Where the time goes (all-talking window): CPU per
+   thread (``/proc/<pid>/task/*/stat``) grouped by the thread names ``py-spy dump``
+   reports; and a 5 s ``py-spy record --nonblocking`` after the window, whose
+   main-thread samples outside uvloop's C loop are grouped by component (approximate:
+   py-spy samples Python frames, not the C time under them).
 
 Targets (printed PASS/MISS; exit 0 either way, non-zero only if it could not run):
 LL-HLS p95 <= 2.0 s (real server and pipeline), server-added speaker-to-speaker p95 <=
@@ -100,6 +101,7 @@ import platform
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -137,6 +139,7 @@ S2S_EVERY_S = 0.6
 PART_S = 16 * 1024 / 48_000
 PLAIN_SEGMENT_S = 9 * PART_S
 SPEAKERS = 13  # host + 2 co-hosts + 10 speakers
+CONVERSATION_TALKING = 2  # _latency_publisher.TALKING
 
 
 @dataclass
@@ -650,7 +653,12 @@ async def py_spy(pid: int, seconds: float, cpu: int, workdir: Path) -> dict[str,
 class CpuResult:
     no_space: CpuWindow
     idle_space: CpuWindow
+    #: all 13 talking at once (the worst case)
     loaded: CpuWindow
+    #: 13 on stage, CONVERSATION_TALKING of them talking at a time, the rest silent
+    conversation: CpuWindow
+    #: the same with DTX: the silent ones send a packet every 400 ms (browsers, usedtx=1)
+    conversation_dtx: CpuWindow
     publisher_cpu_s: float | None
     #: share of one core per thread role in the 13-speaker window
     roles: dict[str, float]
@@ -664,14 +672,43 @@ class CpuResult:
     def space_share(self) -> float:
         return self.loaded.share - self.no_space.share
 
+    @property
+    def conversation_speakers_share(self) -> float:
+        return self.conversation.share - self.idle_space.share
+
+    @property
+    def conversation_space_share(self) -> float:
+        return self.conversation.share - self.no_space.share
+
+    @property
+    def dtx_speakers_share(self) -> float:
+        return self.conversation_dtx.share - self.idle_space.share
+
+    @property
+    def dtx_space_share(self) -> float:
+        return self.conversation_dtx.share - self.no_space.share
+
     def to_json(self) -> dict[str, Any]:
         return {
             "server_no_live_space": self.no_space.to_json(),
             "space_0_speakers": self.idle_space.to_json(),
             "space_13_speakers": self.loaded.to_json(),
+            "space_13_speakers_conversation": self.conversation.to_json(),
+            "conversation_talking_at_a_time": CONVERSATION_TALKING,
             "speakers_share_of_core": self.speakers_share,
             "space_share_of_core": self.space_share,
             "spaces_per_media_core": 1 / self.space_share if self.space_share > 0 else None,
+            "conversation_speakers_share_of_core": self.conversation_speakers_share,
+            "conversation_space_share_of_core": self.conversation_space_share,
+            "conversation_spaces_per_media_core": (
+                1 / self.conversation_space_share if self.conversation_space_share > 0 else None
+            ),
+            "space_13_speakers_conversation_dtx": self.conversation_dtx.to_json(),
+            "dtx_speakers_share_of_core": self.dtx_speakers_share,
+            "dtx_space_share_of_core": self.dtx_space_share,
+            "dtx_spaces_per_media_core": (
+                1 / self.dtx_space_share if self.dtx_space_share > 0 else None
+            ),
             "publisher_process_cpu_s": self.publisher_cpu_s,
             "space_13_speakers_by_thread_share_of_core": self.roles,
             "profile": self.profile,
@@ -718,13 +755,32 @@ async def cpu_phase(
                 f"{rest.decode(errors='replace')[-2000:]}"
             )
         await asyncio.sleep(3.0)
-        print(f"  live Space, {SPEAKERS} speakers: {opts.cpu_seconds:g} s ...", flush=True)
+        print(
+            f"  live Space, {SPEAKERS} speakers all talking: {opts.cpu_seconds:g} s ...",
+            flush=True,
+        )
         loaded = await measure_cpu(pid, opts.cpu_seconds)
         roles = loaded.by_role(pid, await thread_names(pid))
         profile = None
         if opts.profile:
             print("  py-spy: 5 s sample of the server ...", flush=True)
             profile = await py_spy(pid, 5, opts.client_cpu, workdir)
+        pub.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(3.0)
+        print(
+            f"  live Space, {SPEAKERS} speakers, {CONVERSATION_TALKING} talking at a time: "
+            f"{opts.cpu_seconds:g} s ...",
+            flush=True,
+        )
+        conversation = await measure_cpu(pid, opts.cpu_seconds)
+        pub.send_signal(signal.SIGUSR2)
+        await asyncio.sleep(3.0)
+        print(
+            f"  live Space, {SPEAKERS} speakers, {CONVERSATION_TALKING} talking at a time, "
+            f"DTX: {opts.cpu_seconds:g} s ...",
+            flush=True,
+        )
+        conversation_dtx = await measure_cpu(pid, opts.cpu_seconds)
     finally:
         if pub.returncode is None:
             pub.terminate()
@@ -734,9 +790,20 @@ async def cpu_phase(
             pub.kill()
         await pub.wait()
     match_cpu = re.search(rb"CPU ([\d.]+)", rest)
+    match_packets = re.search(rb"PACKETS sent (\d+) held-by-dtx (\d+)", rest)
+    if match_packets:
+        sent, held = (int(x) for x in match_packets.groups())
+        print(f"  speakers sent {sent} packets, DTX held back {held}", flush=True)
     await host.client.post(f"/api/spaces/{space_id}/end")
     return CpuResult(
-        no_space, idle, loaded, float(match_cpu.group(1)) if match_cpu else None, roles, profile
+        no_space,
+        idle,
+        loaded,
+        conversation,
+        conversation_dtx,
+        float(match_cpu.group(1)) if match_cpu else None,
+        roles,
+        profile,
     )
 
 
@@ -850,23 +917,30 @@ def print_report(results: dict[str, Any], opts: Options) -> dict[str, Any]:
     print(f"{'CPU of the server process (% of one core)':<46}{'% core':>11}  {'target':<15}status")
     print(f"{'  no live Space':<46}{100 * cpu.no_space.share:>10.1f}%")
     print(f"{'  live Space, 0 speakers':<46}{100 * cpu.idle_space.share:>10.1f}%")
-    print(f"{f'  live Space, {SPEAKERS} speakers':<46}{100 * cpu.loaded.share:>10.1f}%")
-    ok = cpu.speakers_share <= TARGET_CPU_SHARE
-    targets["cpu_13_speakers"] = {
-        "target_share_of_core": TARGET_CPU_SHARE,
-        "share_of_core": cpu.speakers_share,
-        "verdict": verdict(ok),
-    }
-    print(
-        f"{f'  {SPEAKERS} speakers minus the idle Space':<46}{100 * cpu.speakers_share:>10.1f}%"
-        f"  {'<= 10 %':<15}{verdict(ok)}"
-    )
-    per_core = 1 / cpu.space_share if cpu.space_share > 0 else float("inf")
-    print(
-        f"{f'  whole {SPEAKERS}-speaker Space (minus no Space)':<46}{100 * cpu.space_share:>10.1f}%"
-    )
-    print(f"{'  13-speaker Spaces per media core':<46}{per_core:>11.1f}")
-    print("  where the 13-speaker Space's time goes, by thread (% of one core):")
+    talk = f"{CONVERSATION_TALKING} talking at a time"
+    for key, label, window, speakers, space in (
+        ("cpu_13_speakers_conversation_dtx", f"{talk}, DTX", cpu.conversation_dtx,
+         cpu.dtx_speakers_share, cpu.dtx_space_share),
+        ("cpu_13_speakers_conversation", talk, cpu.conversation,
+         cpu.conversation_speakers_share, cpu.conversation_space_share),
+        ("cpu_13_speakers_all_talking", "all talking at once", cpu.loaded,
+         cpu.speakers_share, cpu.space_share),
+    ):  # fmt: skip
+        ok = speakers <= TARGET_CPU_SHARE
+        targets[key] = {
+            "target_share_of_core": TARGET_CPU_SHARE,
+            "share_of_core": speakers,
+            "verdict": verdict(ok),
+        }
+        print(f"{f'  live Space, {SPEAKERS} speakers, {label}':<46}{100 * window.share:>10.1f}%")
+        print(
+            f"{'    minus the idle Space':<46}{100 * speakers:>10.1f}%  {'<= 10 %':<15}"
+            f"{verdict(ok)}"
+        )
+        per_core = 1 / space if space > 0 else float("inf")
+        print(f"{'    whole Space (minus no Space)':<46}{100 * space:>10.1f}%")
+        print(f"{'    such Spaces per media core':<46}{per_core:>11.1f}")
+    print(f"  where the time goes, {SPEAKERS} all talking, by thread (% of one core):")
     for role, share in cpu.roles.items():
         if share < 0.001:
             continue
@@ -948,26 +1022,37 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax_s2s.legend(fontsize=8, loc="upper right")
 
     cpu = report["cpu"]
-    labels = ["no live\nSpace", "Space,\n0 speakers", f"Space,\n{SPEAKERS} speakers"]
+    labels = [
+        "no live\nSpace",
+        "Space,\n0 speakers",
+        f"{SPEAKERS} spk,\n{CONVERSATION_TALKING} talking\nDTX",
+        f"{SPEAKERS} spk,\n{CONVERSATION_TALKING} talking",
+        f"{SPEAKERS} spk,\nall talking",
+    ]
     values = [
         100 * cpu["server_no_live_space"]["share_of_core"],
         100 * cpu["space_0_speakers"]["share_of_core"],
+        100 * cpu["space_13_speakers_conversation_dtx"]["share_of_core"],
+        100 * cpu["space_13_speakers_conversation"]["share_of_core"],
         100 * cpu["space_13_speakers"]["share_of_core"],
     ]
-    bars = ax_cpu.bar(labels, values, color=["#d5d8dc", "#9aa5b1", "#e67e22"])
+    colors = ["#d5d8dc", "#9aa5b1", "#f8c471", "#f0b27a", "#e67e22"]
+    bars = ax_cpu.bar(labels, values, color=colors)
     ax_cpu.bar_label(bars, labels=[f"{v:.1f}%" for v in values], padding=2, fontsize=8)
     ax_cpu.axhline(values[1] + 100 * TARGET_CPU_SHARE, color="#c0392b", ls="--", lw=1.2,
                    label="target: idle Space + 10 % of a core")  # fmt: skip
     ax_cpu.set_ylabel("server process CPU, % of one core")
-    per_core = cpu["spaces_per_media_core"]
     ax_cpu.set_title(
-        f"{SPEAKERS} speakers: +{100 * cpu['speakers_share_of_core']:.1f}% of a core; "
-        f"{per_core or 0:.1f} such Spaces per core"
+        f"{SPEAKERS} speakers: +{100 * cpu['dtx_speakers_share_of_core']:.1f}% (DTX) / "
+        f"+{100 * cpu['conversation_speakers_share_of_core']:.1f}% "
+        f"({CONVERSATION_TALKING} talking) / +{100 * cpu['speakers_share_of_core']:.1f}% "
+        f"(all) of a core",
+        fontsize=9,
     )
     ax_cpu.legend(fontsize=8, loc="upper left")
     roles = cpu.get("space_13_speakers_by_thread_share_of_core") or {}
     if roles:
-        text = "13 speakers, by thread:\n" + "\n".join(
+        text = "13 all talking, by thread:\n" + "\n".join(
             f"{100 * v:5.1f}%  {k}" for k, v in list(roles.items())[:6] if v >= 0.001
         )
         ax_cpu.text(0.02, 0.80, text, transform=ax_cpu.transAxes, fontsize=7, va="top",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from tests.audio import listen_live, tone_share, whip_publish
 from tests.conftest import LiveServer
@@ -106,14 +106,22 @@ async def test_hls_js_in_chromium_plays_the_live_space(
         await pub.close()
 
 
+async def speaker_page(
+    server: LiveServer, live_space, chromium: Browser, title: str
+) -> tuple[str, str, Page]:
+    """A live Space, a speaker's API token for it, and a page of the app to publish from."""
+    host, sid = live_space(title=title)
+    token = api_token(speaker(server, host, sid))["Authorization"].removeprefix("Bearer ")
+    page = await chromium.new_page()
+    await page.goto(f"{server.url}/")
+    return sid, token, page
+
+
 async def test_chromium_speaker_publishes_over_whip(
     media_server: LiveServer, live_space, chromium: Browser
 ):
     """Chromium's WebRTC publishes its microphone; ffmpeg hears 550 Hz in the program."""
-    host, sid = live_space(title="Browser speaking")
-    token = api_token(speaker(media_server, host, sid))["Authorization"].removeprefix("Bearer ")
-    page = await chromium.new_page()
-    await page.goto(f"{media_server.url}/")
+    sid, token, page = await speaker_page(media_server, live_space, chromium, "Browser speaking")
     published = await page.evaluate(
         """async ([url, token]) => {
             const { publish } = await import('/static/whip.js');
@@ -137,3 +145,52 @@ async def test_chromium_speaker_publishes_over_whip(
     started = time.monotonic()
     await page.evaluate("window.session.stop()")
     assert time.monotonic() - started < 5
+
+
+async def test_a_silent_chromium_speaker_stops_sending_dtx(
+    media_server: LiveServer, live_space, chromium: Browser
+):
+    """The answer asks for Opus DTX (usedtx=1): Chromium then sends a few packets a second
+    while its microphone is silent, not 50 (the stage's receive work follows who talks)."""
+    sid, token, page = await speaker_page(media_server, live_space, chromium, "Silent browser")
+    rates = await page.evaluate(
+        """async ([url, token]) => {
+            const { publish } = await import('/static/whip.js');
+            const ctx = new AudioContext();
+            const silent = ctx.createMediaStreamDestination();  // digital silence
+            const tone = ctx.createOscillator();
+            const gain = ctx.createGain();
+            tone.connect(gain).connect(silent);
+            gain.gain.value = 0;
+            tone.start();
+            await ctx.resume();
+            const session = await publish(url, { stream: silent.stream, token });
+            while (session.pc.connectionState !== 'connected') {
+                await new Promise((r) => setTimeout(r, 50));
+            }
+            const sent = async () => {
+                const stats = await session.pc.getStats();
+                for (const s of stats.values()) {
+                    if (s.type === 'outbound-rtp' && s.kind === 'audio') return s.packetsSent;
+                }
+                return 0;
+            };
+            const rate = async () => {
+                const before = await sent();
+                await new Promise((r) => setTimeout(r, 2000));
+                return ((await sent()) - before) / 2;
+            };
+            await new Promise((r) => setTimeout(r, 1500));
+            const quiet = await rate();
+            gain.gain.value = 0.3;  // the speaker talks
+            await new Promise((r) => setTimeout(r, 500));
+            const talking = await rate();
+            await session.stop();
+            return { quiet, talking, answer: session.pc.remoteDescription.sdp };
+        }""",
+        [f"{media_server.url}/api/spaces/{sid}/whip", token],
+    )
+    print(f"\npackets/s from Chromium: silent {rates['quiet']}, talking {rates['talking']}")
+    assert "usedtx=1" in rates["answer"]
+    assert rates["talking"] >= 40, rates  # 20 ms packets while there is sound
+    assert rates["quiet"] <= 10, rates

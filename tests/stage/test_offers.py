@@ -11,6 +11,7 @@ from aiortc import RTCRtpSender
 from tests.stage.conftest import Speaker, ToneTrack
 from tribune.exceptions import InvalidInput
 from tribune.stage import BadOffer, NoAudio, NoOpus, NotSdp, Stage, StageClosed
+from tribune.stage.stage import ask_for_dtx
 
 
 async def refused(stage: Stage, sdp: str, error: type[BadOffer]) -> str:
@@ -109,3 +110,44 @@ async def test_publish_after_close_is_refused(
     await stage.close()
     with pytest.raises(StageClosed, match="sp_closed is closed"):
         await stage.publish("ann", await speakers(ToneTrack(440)).offer())
+
+
+async def test_answer_takes_only_opus_and_asks_for_dtx(
+    stage: Stage, speakers: Callable[..., Speaker]
+) -> None:
+    """An offer of Opus, G.722, PCMU and PCMA is answered with Opus alone (the stage decodes
+    Opus itself), and the answer asks the sender for DTX (usedtx=1)."""
+    offer = await speakers(ToneTrack(440)).offer()
+    assert re.search(r"a=rtpmap:\d+ PCMU/8000", offer)
+    _, answer = await stage.publish("ann", offer)
+    audio = answer.split("m=audio", 1)[1]
+    payload_types = audio.split("\r\n", 1)[0].split()[2:]  # " port proto pt..."
+    opus = re.search(r"a=rtpmap:(\d+) opus/48000", audio)
+    assert opus is not None
+    assert payload_types == [opus.group(1)]
+    assert f"a=fmtp:{opus.group(1)} usedtx=1" in audio
+    assert "PCMU" not in audio
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["a=rtpmap:111 opus/48000/2"], ["a=rtpmap:111 opus/48000/2", "a=fmtp:111 usedtx=1"]),
+        (
+            ["a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1"],
+            ["a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1"],
+        ),
+        (
+            ["a=rtpmap:111 opus/48000/2", "a=fmtp:111 usedtx=0"],
+            ["a=rtpmap:111 opus/48000/2", "a=fmtp:111 usedtx=0"],  # an explicit choice stays
+        ),
+        (
+            ["a=rtpmap:9 G722/8000", "a=fmtp:9 x=1"],
+            ["a=rtpmap:9 G722/8000", "a=fmtp:9 x=1"],  # not Opus: untouched
+        ),
+    ],
+)
+def test_ask_for_dtx(lines: list[str], expected: list[str]) -> None:
+    head = ["v=0", "m=audio 9 UDP/TLS/RTP/SAVPF 111"]
+    sdp = "\r\n".join([*head, *lines, ""])
+    assert ask_for_dtx(sdp) == "\r\n".join([*head, *expected, ""])

@@ -18,7 +18,11 @@ from tests.stage.conftest import (
     until,
 )
 from tribune.stage import Stage, TooManySessions
-from tribune.stage.tracks import shorten_receive_buffer
+from tribune.stage.tracks import (
+    bypass_receive_buffer,
+    shorten_receive_buffer,
+    tap_decoded_frames,
+)
 
 PRESENT = 0.05  # tones are sent at 0.3
 ABSENT = 0.003  # -40 dB below a present tone
@@ -214,3 +218,53 @@ async def test_aiortc_audio_receive_buffer_is_shortened(speakers: Callable[..., 
     peer = speakers(None)
     transceiver = peer.pc.addTransceiver("audio", direction="recvonly")
     assert shorten_receive_buffer(transceiver.receiver)
+
+
+async def test_speakers_who_are_not_talking_share_one_mix_minus_encode(
+    stage: Stage, program: Program, connected: Connect
+) -> None:
+    """Ann talks, Bob and Cat send silence: two encodes a tick (the common mix, and Ann's
+    own), not three; Bob and Cat hear Ann, Ann hears nobody. When Bob talks too, three."""
+    ann = await connected("ann", 440)
+    bob = await connected("bob", 0)
+    cat = await connected("cat", 0)
+    start = time.time() + 0.5  # jitter buffers full, the gate closed for the silent ones
+    for who in (ann, bob, cat):
+        await until(heard_enough(who, start, 1.0), 5, "1 s heard")
+    before = stage.stats()
+    await until(lambda: stage.stats().ticks >= before.ticks + 50, 3, "50 ticks")
+    after = stage.stats()
+    per_tick = (after.encodes - before.encodes) / (after.ticks - before.ticks)
+    assert per_tick == pytest.approx(2, abs=0.1)
+    assert amplitude(bob.heard_since(start), 440) > PRESENT
+    assert amplitude(cat.heard_since(start), 440) > PRESENT
+    assert amplitude(ann.heard_since(start), 440) < ABSENT, "ann does not hear herself"
+
+    track = bob.pc.getTransceivers()[0].sender.track
+    assert isinstance(track, ToneTrack)
+    track.freq = 660
+    talking = time.time() + 0.5
+    await until(heard_enough(ann, talking, 1.0), 5, "ann hears 1 s more")
+    before = stage.stats()
+    await until(lambda: stage.stats().ticks >= before.ticks + 50, 3, "50 ticks")
+    after = stage.stats()
+    assert (after.encodes - before.encodes) / (after.ticks - before.ticks) == pytest.approx(
+        3, abs=0.1
+    )
+    assert amplitude(ann.heard_since(talking), 660) > PRESENT, "ann hears bob"
+    assert amplitude(bob.heard_since(talking), 660) < ABSENT, "bob does not hear himself"
+    assert amplitude(cat.heard_since(talking), 660) > PRESENT
+    assert stage.stats().decode_errors == 0
+
+
+async def test_aiortc_decoder_queue_can_be_tapped(speakers: Callable[..., Speaker]) -> None:
+    """The stage can still find aiortc's decoder queue to take frames from (see tracks.py)."""
+    peer = speakers(ToneTrack(440))
+    transceiver = peer.pc.getTransceivers()[0]
+    assert tap_decoded_frames(transceiver.receiver, lambda _: None)
+
+
+async def test_aiortc_receive_buffer_can_be_bypassed(speakers: Callable[..., Speaker]) -> None:
+    """The stage can still find aiortc's receive buffer to replace (see tracks.py)."""
+    peer = speakers(ToneTrack(440))
+    assert bypass_receive_buffer(peer.pc.getTransceivers()[0].receiver)

@@ -1,8 +1,9 @@
 """Speakers' side of a Space: WHIP/WebRTC ingest, jitter buffers, the mixer, mix-minus.
 
 A voice travels ``offer`` (is it usable?) -> ``stage`` (a peer connection per speaker) ->
-``tracks`` (decoded, downmixed) -> ``jitter`` (smoothed) -> ``mixer`` (program and
-mix-minus, limited) -> back out through ``tracks`` to each speaker and to ``on_program``.
+``tracks`` (Opus frames taken from aiortc, decoded in the tick) -> ``jitter`` (smoothed) ->
+``mixer`` (program and mix-minus, limited) -> back out through ``tracks`` (encoded once
+per distinct mix) to each speaker, and to ``on_program``.
 """
 
 from tribune.stage.exceptions import (

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-import av
 import numpy as np
 import numpy.typing as npt
 from aiortc import (
@@ -23,14 +23,20 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from tribune.stage.exceptions import BadOffer, StageClosed, TooManySessions
 from tribune.stage.jitter import JitterBuffer
 from tribune.stage.levels import LevelMeter
 from tribune.stage.mixer import RATE, Mixer, Samples
 from tribune.stage.offer import Offer
-from tribune.stage.tracks import Downmixer, MixMinusTrack, shorten_receive_buffer
+from tribune.stage.tracks import (
+    EncodedMixTrack,
+    InOrder,
+    OpusDecoder,
+    OpusEncoder,
+    bypass_receive_buffer,
+    tap_decoded_frames,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,8 @@ SessionStateHook = Callable[[str, str, str], None]
 MAX_SPEAKERS = 13
 SESSION_MARGIN = 3  # a speaker reconnecting, a host stepping in while a slot frees up
 MAX_CATCH_UP_S = 1.0  # a longer stall skips ahead instead of bursting out a backlog
+INBOX_FRAMES = 50  # encoded frames waiting for the tick (1 s): more means the loop stalled
+OPUS_FRAME_MS = (10, 20, 40, 60)  # tick lengths that are also Opus frame durations
 _ENDED = ("failed", "closed")
 
 
@@ -59,9 +67,16 @@ class _Session(_Speaker):
     id: str
     pc: RTCPeerConnection
     jitter: JitterBuffer
-    outbound: MixMinusTrack | None
+    outbound: EncodedMixTrack | None
+    decoder: OpusDecoder = field(default_factory=OpusDecoder)
+    #: (RTP sequence number, Opus frame) as they arrived, ordered and decoded at the next tick
+    inbox: deque[tuple[int | None, bytes]] = field(
+        default_factory=lambda: deque(maxlen=INBOX_FRAMES)
+    )
+    order: InOrder = field(default_factory=InOrder)
+    #: encodes this speaker's own mix-minus while they talk (see Stage._send_mix_minus)
+    encoder: OpusEncoder | None = None
     state: str = "new"
-    reader: asyncio.Task[None] | None = None
     watchdog: asyncio.TimerHandle | None = None
 
 
@@ -72,13 +87,20 @@ class _Local(_Speaker):
 
 @dataclass(frozen=True)
 class StageStats:
-    """Counters for operators; ``mix_s`` is the mean time one tick's mixing held the loop."""
+    """Counters for operators.
+
+    ``mix_s`` is the mean time one tick (decode, mix, encode) held the loop; ``encodes``
+    counts Opus encodes of mix-minus, one per distinct mix per tick: speakers who are not
+    talking all hear the same mix and share one.
+    """
 
     ticks: int
     skipped_ticks: int
     mix_s: float
     underruns: int
     dropped_samples: int
+    encodes: int
+    decode_errors: int
 
 
 class Stage:
@@ -106,8 +128,8 @@ class Stage:
         on_session_state: SessionStateHook | None = None,
     ) -> None:
         samples = round(tick_s * RATE)
-        if samples <= 0 or abs(samples - tick_s * RATE) > 1e-6 or samples % 48:
-            raise ValueError(f"tick_s must be a positive whole number of ms, got {tick_s}")
+        if abs(samples - tick_s * RATE) > 1e-6 or samples * 1000 // RATE not in OPUS_FRAME_MS:
+            raise ValueError(f"tick_s must be an Opus frame length {OPUS_FRAME_MS} ms: {tick_s}")
         if jitter_ms < 0:
             raise ValueError(f"jitter_ms must be >= 0, got {jitter_ms}")
         self.space_id = space_id
@@ -134,6 +156,9 @@ class Stage:
         self._sink_failures = 0
         self._gone_underruns = 0
         self._gone_dropped = 0
+        self._gone_decode_errors = 0
+        self._encodes = 0
+        self._program_encoder = OpusEncoder(samples)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -228,8 +253,7 @@ class Stage:
             session.id,
             offer.direction,
         )
-        answer = session.pc.localDescription
-        return session.id, answer.sdp
+        return session.id, ask_for_dtx(session.pc.localDescription.sdp)
 
     async def _negotiate(self, user_id: str, offer: Offer) -> _Session:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
@@ -239,7 +263,7 @@ class Stage:
             id=secrets.token_urlsafe(12),
             pc=pc,
             jitter=JitterBuffer(self._jitter_target, 2 * self._jitter_target + self.samples),
-            outbound=MixMinusTrack() if offer.wants_mix_minus else None,
+            outbound=EncodedMixTrack(self.samples) if offer.wants_mix_minus else None,
         )
         pc.on("connectionstatechange", lambda: self._set_state(session, pc.connectionState))
         try:
@@ -248,8 +272,11 @@ class Stage:
             except Exception as exc:  # aiortc's parser fails in many ways on odd SDP
                 raise BadOffer(f"The offer could not be used: {exc}") from exc
             audio = _audio_transceiver(pc, offer)
-            if not shorten_receive_buffer(audio.receiver):
-                logger.warning("aiortc's receive buffer was not shortened: speakers get +60 ms")
+            _only_opus(audio)
+            if not bypass_receive_buffer(audio.receiver):
+                logger.warning("aiortc's receive buffer was not bypassed: speakers get +80 ms")
+            if not tap_decoded_frames(audio.receiver, session.inbox.append):
+                raise RuntimeError("aiortc's receiver has changed: cannot take the speaker's audio")
             for transceiver in pc.getTransceivers():
                 if transceiver is not audio:
                     transceiver.direction = "inactive"  # video, a second mic: declined
@@ -263,7 +290,6 @@ class Stage:
         except BaseException:
             await pc.close()
             raise
-        session.reader = self._spawn(self._read(session, audio.receiver.track))
         session.watchdog = asyncio.get_running_loop().call_later(
             self._connect_timeout_s, self._connect_timed_out, session
         )
@@ -322,6 +348,8 @@ class Stage:
             mix_s=self._mix_total_s / self._ticks if self._ticks else 0.0,
             underruns=self._gone_underruns + sum(s.jitter.underruns for s in live),
             dropped_samples=self._gone_dropped + sum(s.jitter.dropped for s in live),
+            encodes=self._encodes,
+            decode_errors=self._gone_decode_errors + sum(s.decoder.errors for s in live),
         )
 
     # -- sessions --------------------------------------------------------------------------
@@ -363,6 +391,7 @@ class Stage:
             del self._sessions[session.id]
             self._gone_underruns += session.jitter.underruns
             self._gone_dropped += session.jitter.dropped
+            self._gone_decode_errors += session.decoder.errors
             logger.info(
                 "stage %s: session %s of %s ends: %s",
                 self.space_id,
@@ -374,27 +403,11 @@ class Stage:
             session.watchdog.cancel()
         if session.outbound is not None:
             session.outbound.stop()
-        if session.reader is not None and session.reader is not asyncio.current_task():
-            session.reader.cancel()
+        session.inbox.clear()
 
     def _end_soon(self, session: _Session, reason: str) -> None:
         self._detach(session, reason)
         self._spawn(session.pc.close())
-
-    async def _read(self, session: _Session, track: MediaStreamTrack) -> None:
-        """Decoded frames from the speaker's track into their jitter buffer."""
-        downmix = Downmixer()
-        try:
-            while True:
-                frame = await track.recv()
-                if not isinstance(frame, av.AudioFrame):
-                    raise TypeError(f"expected an audio frame, got {type(frame).__name__}")
-                session.jitter.push(downmix(frame))
-        except MediaStreamError:
-            return
-        except Exception:
-            logger.exception("stage %s: cannot read session %s", self.space_id, session.id)
-            await self._close_session(session, "unreadable audio")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -432,20 +445,22 @@ class Stage:
         n = self.samples
         inputs: dict[str, Samples] = {}
         pulled: list[tuple[_Speaker, Samples | None]] = [
-            *((s, s.jitter.pull(n)) for s in self._sessions.values()),
+            *((s, self._pull_session(s, n)) for s in self._sessions.values()),
             *((local, self._pull_local(local, n)) for local in list(self._local.values())),
         ]
         for speaker, samples in pulled:
             speaker.meter.update(samples)
-            if samples is None or speaker.user_id in self._muted:
+            # Gate: a speaker whose last ~300 ms stayed under -60 dBFS adds nothing audible;
+            # leaving them out lets them share the common mix-minus encode.
+            if samples is None or speaker.user_id in self._muted or not speaker.meter.level:
                 continue
             user = speaker.user_id
             inputs[user] = samples if user not in inputs else inputs[user] + samples
         listeners = [s for s in self._sessions.values() if s.outbound is not None]
-        program, minus = self._mixer.mix(inputs, [s.user_id for s in listeners])
-        for session in listeners:
-            assert session.outbound is not None
-            session.outbound.push(minus[session.user_id])
+        talking = sorted({s.user_id for s in listeners if s.user_id in inputs})
+        program, minus = self._mixer.mix(inputs, talking)
+        if listeners:
+            self._send_mix_minus(listeners, program, minus)
         self._mix_total_s += time.perf_counter() - started
         self._ticks += 1
         try:
@@ -456,6 +471,41 @@ class Stage:
                 logger.exception(
                     "stage %s: on_program failed (%d times)", self.space_id, self._sink_failures
                 )
+
+    def _pull_session(self, session: _Session, n: int) -> Samples | None:
+        if session.inbox:
+            frames = list(session.inbox)
+            session.inbox.clear()
+            for payload in session.order(frames):
+                samples = session.decoder.decode(payload)
+                if samples is not None:
+                    session.jitter.push(samples)
+        return session.jitter.pull(n)
+
+    def _send_mix_minus(
+        self, listeners: list[_Session], program: Samples, minus: dict[str, Samples]
+    ) -> None:
+        """Encode each distinct mix once. A speaker who is not talking hears the program
+        itself, so all of them share one encode; each talking speaker's own mix (everyone
+        but them) gets an encoder of theirs. A speaker who starts or stops talking switches
+        between the two streams; Opus decoders take that in their stride (it is what
+        conference bridges do to save encodes)."""
+        shared: list[bytes] | None = None
+        for session in listeners:
+            assert session.outbound is not None
+            own = minus.get(session.user_id)
+            if own is None:
+                if shared is None:
+                    shared = self._program_encoder.encode(program)
+                    self._encodes += 1
+                packets = shared
+            else:
+                if session.encoder is None:
+                    session.encoder = OpusEncoder(self.samples)
+                packets = session.encoder.encode(own)
+                self._encodes += 1
+            for packet in packets:
+                session.outbound.push(packet)
 
     def _pull_local(self, local: _Local, n: int) -> Samples | None:
         try:
@@ -469,6 +519,50 @@ class Stage:
         if not np.isfinite(samples).all():
             samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
         return samples
+
+
+def _only_opus(transceiver: RTCRtpTransceiver) -> None:
+    """The stage decodes Opus itself (tracks.py): answer nothing else.
+
+    aiortc settles a transceiver's codecs while applying the offer, before its codec
+    preferences could be set, so the negotiated list (``_codecs``, which aiortc's own answer
+    reads) is narrowed instead. ``Offer`` has already refused offers without Opus.
+    """
+    opus = [c for c in transceiver._codecs if c.mimeType.lower() == "audio/opus"]
+    if not opus:
+        raise BadOffer("The offer's audio m-line has no Opus.")
+    transceiver._codecs = opus
+
+
+_RTPMAP_OPUS = re.compile(r"^a=rtpmap:(\d+) opus/48000", re.IGNORECASE)
+
+
+def ask_for_dtx(answer: str) -> str:
+    """Add ``usedtx=1`` to the answer's Opus format parameters (RFC 7587 §6.1).
+
+    A browser then stops sending while its speaker is silent (a packet every 400 ms instead
+    of 50 a second), which is most of the time for most of a stage: the stage's receive
+    work drops to the speakers who talk. Nothing changes for the receiving side: the
+    decoder handles DTX and the jitter buffer treats the pause as silence.
+    """
+    lines = answer.split("\r\n")
+    out: list[str] = []
+    opus: set[str] = set()
+    for line in lines:
+        match = _RTPMAP_OPUS.match(line)
+        if match:
+            opus.add(match.group(1))
+        if line.startswith("a=fmtp:"):
+            pt, _, params = line[len("a=fmtp:") :].partition(" ")
+            if pt in opus:
+                opus.discard(pt)  # parameters present: extend them
+                if "usedtx=" not in params:
+                    line = f"a=fmtp:{pt} {params};usedtx=1" if params else f"a=fmtp:{pt} usedtx=1"
+        out.append(line)
+        if match and not any(x.startswith(f"a=fmtp:{match.group(1)} ") for x in lines):
+            out.append(f"a=fmtp:{match.group(1)} usedtx=1")
+            opus.discard(match.group(1))
+    return "\r\n".join(out)
 
 
 def _audio_transceiver(pc: RTCPeerConnection, offer: Offer) -> RTCRtpTransceiver:
