@@ -92,13 +92,13 @@ async def test_hls_js_in_chromium_plays_the_live_space(
         page.on("pageerror", lambda e: errors.append(str(e)))
         await page.goto(f"{media_server.url}/spaces/{sid}")
         await page.get_by_role("button", name="▶ Play").click()
-        await page.wait_for_function("window.tribune.audio.currentTime > 1.0", timeout=15_000)
+        await page.wait_for_function("() => window.tribune.audio.currentTime > 1.0", timeout=15_000)
         start = await page.evaluate("window.tribune.audio.currentTime")
         peak = await page.evaluate(PEAK_JS)
         assert abs(peak["hz"] - 440) < 15, peak
         # Playback goes on (a stall under load is allowed to recover, not to stop it).
         await page.wait_for_function(
-            f"window.tribune.audio.currentTime > {start} + 1.0", timeout=15_000
+            f"() => window.tribune.audio.currentTime > {start} + 1.0", timeout=15_000
         )
         assert await page.evaluate("window.tribune.hls.lowLatencyMode") is True
         assert errors == []
@@ -133,7 +133,7 @@ async def test_chromium_speaker_publishes_over_whip(
     )
     assert f"/api/spaces/{sid}/whip/" in published["location"]
     await page.wait_for_function(
-        "window.session.pc.connectionState === 'connected'", timeout=15_000
+        "() => window.session.pc.connectionState === 'connected'", timeout=15_000
     )
     connected = time.time()
     with media_server.client() as anon:

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 from fastapi import APIRouter, FastAPI
-from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 from tribune import __version__, problems_doc
@@ -21,6 +20,7 @@ from tribune.api.services import Services
 from tribune.config import Settings
 from tribune.demo import ensure_demo
 from tribune.service.runtime import Runtime
+from tribune.web import pages
 
 logger = logging.getLogger(__name__)
 
@@ -74,18 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(health)
 
+    app.include_router(pages.router())
     web = resources.files("tribune.web")
-    index = web.joinpath("index.html").read_text()
-    space_page = web.joinpath("space.html").read_text()
-
-    @app.get("/", include_in_schema=False)
-    async def home() -> HTMLResponse:
-        return HTMLResponse(index)
-
-    @app.get("/spaces/{space_id}", include_in_schema=False)
-    async def space(space_id: str) -> HTMLResponse:
-        return HTMLResponse(space_page)
-
     app.mount("/static", StaticFiles(directory=str(web.joinpath("static"))), name="static")
 
     return app
