@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     #: SQLAlchemy async URL; default is ``sqlite+aiosqlite:///<data_dir>/tribune.db``.
     database_url: str | None = None
+    #: redis:// URL; when set, presence (listener counts) is shared through Redis by
+    #: every worker (HyperLogLogs) instead of kept exactly in this process.
+    redis_url: str | None = None
     #: 32+ random bytes, hex or any string; generated and persisted when absent.
     secret_key: SecretStr | None = None
     #: Public origin (scheme://host[:port]) used in absolute URLs and the Origin check.

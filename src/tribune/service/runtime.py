@@ -25,6 +25,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _presence(settings: Settings) -> Presence:
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        from tribune.presence.redis import RedisPresence
+
+        return RedisPresence(Redis.from_url(settings.redis_url), settings.presence_window_s)
+    return MemoryPresence(settings.presence_window_s, time.monotonic)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -48,7 +58,7 @@ class Runtime:
             settings=settings,
             secret=secret,
             db=db,
-            presence=MemoryPresence(settings.presence_window_s, time.monotonic),
+            presence=_presence(settings),
             limiter=MemoryRateLimiter(),
             bus=MemoryEventBus(),
             listener_tokens=ListenerTokens(secret, settings.listener_token_ttl_s),
