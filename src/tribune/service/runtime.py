@@ -25,14 +25,29 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _presence(settings: Settings) -> Presence:
-    if settings.redis_url:
-        from redis.asyncio import Redis
+def _shared_state(settings: Settings) -> tuple[Presence, RateLimiter, EventBus]:
+    """In-process state for the embedded default; Redis when ``TRIBUNE_REDIS_URL`` is set,
+    so that every worker sees the same counts, limits and events."""
+    if not settings.redis_url:
+        return (
+            MemoryPresence(settings.presence_window_s, time.monotonic),
+            MemoryRateLimiter(),
+            MemoryEventBus(),
+        )
+    from redis.asyncio import Redis
 
-        from tribune.presence.redis import RedisPresence
+    from tribune.admission.redis_ratelimit import RedisRateLimiter
+    from tribune.events.redis import RedisEventBus
+    from tribune.presence.redis import RedisPresence
 
-        return RedisPresence(Redis.from_url(settings.redis_url), settings.presence_window_s)
-    return MemoryPresence(settings.presence_window_s, time.monotonic)
+    def connect() -> Redis:  # one pool each: pub/sub holds a connection of its own
+        return Redis.from_url(settings.redis_url)  # type: ignore[arg-type]
+
+    return (
+        RedisPresence(connect(), settings.presence_window_s),
+        RedisRateLimiter(connect()),
+        RedisEventBus(connect()),
+    )
 
 
 @dataclass
@@ -54,13 +69,14 @@ class Runtime:
         secret = settings.resolved_secret()
         db = Database(settings.resolved_database_url())
         await db.migrate()
+        presence, limiter, bus = _shared_state(settings)
         return cls(
             settings=settings,
             secret=secret,
             db=db,
-            presence=_presence(settings),
-            limiter=MemoryRateLimiter(),
-            bus=MemoryEventBus(),
+            presence=presence,
+            limiter=limiter,
+            bus=bus,
             listener_tokens=ListenerTokens(secret, settings.listener_token_ttl_s),
             media=MediaHub(
                 settings.data_dir / "recordings",

@@ -1,0 +1,134 @@
+"""The event bus across workers: Redis pub/sub, one channel per Space.
+
+Each worker holds one pub/sub connection, subscribed to the channels of the Spaces it has
+local subscribers for (SSE clients); a reader task hands each message to those
+subscribers' bounded queues, exactly as the in-process bus does. Event ids come from one
+``INCR`` per Space, so they are ordered the same for every worker. Pub/sub delivers to
+whoever is listening at that moment and keeps nothing: a client that reconnects gets a
+fresh snapshot first (see api/routes/events.py), as with the in-process bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from tribune.events.base import Event
+from tribune.events.memory import _QueueSubscription
+
+logger = logging.getLogger(__name__)
+
+
+class RedisEventBus:
+    def __init__(self, redis: Redis, prefix: str = "tribune:events") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribers: dict[str, set[_QueueSubscription]] = defaultdict(set)
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    def _channel(self, space_id: str) -> str:
+        return f"{self.prefix}:{{{space_id}}}"
+
+    async def publish(self, space_id: str, type: str, data: dict[str, Any]) -> Event:
+        event_id = await self.redis.incr(f"{self._channel(space_id)}:id")
+        event = Event(int(event_id), space_id, type, data, time.time())
+        message = orjson.dumps({"id": event.id, "type": type, "data": data, "at": event.at})
+        await self.redis.publish(self._channel(space_id), message)
+        return event
+
+    @asynccontextmanager
+    async def subscribe(self, space_id: str) -> AsyncIterator[_QueueSubscription]:
+        sub = _QueueSubscription()
+        if self._closed:
+            sub.close()
+            yield sub
+            return
+        async with self._lock:
+            first = not self._subscribers.get(space_id)
+            self._subscribers[space_id].add(sub)
+            if first:
+                pubsub = await self._ensure_reader()
+                await pubsub.subscribe(self._channel(space_id))
+        try:
+            yield sub
+        finally:
+            async with self._lock:
+                subs = self._subscribers.get(space_id)
+                if subs is not None:
+                    subs.discard(sub)
+                    if not subs:
+                        del self._subscribers[space_id]
+                        if self._pubsub is not None and not self._closed:
+                            with contextlib.suppress(Exception):
+                                await self._pubsub.unsubscribe(self._channel(space_id))
+
+    async def _ensure_reader(self) -> PubSub:
+        if self._pubsub is None:
+            self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read(self._pubsub), name="redis events")
+        return self._pubsub
+
+    async def _read(self, pubsub: PubSub) -> None:
+        while not self._closed:
+            if not pubsub.subscribed:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                message = await pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("events: reading from Redis failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            self._deliver(message)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        space_id = channel[len(self.prefix) + 2 : -1]  # prefix:{space}
+        body = orjson.loads(message["data"])
+        event = Event(int(body["id"]), space_id, body["type"], body["data"], float(body["at"]))
+        for sub in list(self._subscribers.get(space_id, ())):
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                logger.warning("cutting off a slow subscriber of space %s", space_id)
+                self._subscribers[space_id].discard(sub)
+                sub.close()
+
+    def subscriber_count(self, space_id: str) -> int:
+        return len(self._subscribers.get(space_id, ()))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for subs in self._subscribers.values():
+            for sub in subs:
+                sub.close()
+        self._subscribers.clear()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self.redis.aclose()
