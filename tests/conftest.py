@@ -25,6 +25,8 @@ class LiveServer:
     url: str
     settings: Settings
     secret: bytes
+    #: stops it before the session ends (e.g. before the Redis it uses goes away)
+    stop: Callable[[], None] = lambda: None
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, **kwargs)  # type: ignore[arg-type]
@@ -58,7 +60,12 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
                 raise RuntimeError("tribune test server did not start")
             time.sleep(0.02)
         running.append((server, thread))
-        return LiveServer(f"http://127.0.0.1:{port}", settings, secret.encode())
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+        return LiveServer(f"http://127.0.0.1:{port}", settings, secret.encode(), stop)
 
     yield start
     for server, _ in running:

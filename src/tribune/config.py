@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     #: redis:// URL; when set, presence (listener counts) is shared through Redis by
     #: every worker (HyperLogLogs) instead of kept exactly in this process.
     redis_url: str | None = None
+    #: In an API-only worker (TRIBUNE_MEDIA=false): the media node's internal base URL,
+    #: e.g. http://10.0.0.5:8100. WHIP requests are forwarded there; control decisions
+    #: reach it over Redis (TRIBUNE_REDIS_URL), as do its speaking levels.
+    media_url: str | None = None
     #: 32+ random bytes, hex or any string; generated and persisted when absent.
     secret_key: SecretStr | None = None
     #: Public origin (scheme://host[:port]) used in absolute URLs and the Origin check.

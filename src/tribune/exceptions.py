@@ -18,7 +18,8 @@ TribuneError
  │    └── AlreadyExists        409  e.g. a username that is taken
  ├── PayloadTooLarge           413
  ├── UnsupportedMediaType      415
- └── RateLimited               429  carries ``retry_after`` seconds
+ ├── RateLimited               429  carries ``retry_after`` seconds
+ └── ServiceUnavailable        503  a part of the deployment this needs cannot be reached
 ```
 The HTTP layer maps each class to its status in one place (``api.problems``); the domain
 never mentions HTTP.
@@ -99,3 +100,7 @@ class RateLimited(TribuneError):
     def __init__(self, detail: str, retry_after: float) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class ServiceUnavailable(TribuneError):
+    title = "Service unavailable"

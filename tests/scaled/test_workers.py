@@ -19,14 +19,14 @@ Workers = tuple[LiveServer, LiveServer]
 
 
 @pytest.fixture
-def workers(start_server: Callable[..., LiveServer], redis_url: str, tmp_path: Path) -> Workers:
+def workers(scaled_server: Callable[..., LiveServer], redis_url: str, tmp_path: Path) -> Workers:
     shared = {
         "data_dir": tmp_path,
         "secret_key": secrets.token_hex(32),
         "redis_url": redis_url,
         "media": False,
     }
-    return start_server(**shared), start_server(**shared)
+    return scaled_server(**shared), scaled_server(**shared)
 
 
 def test_counts_are_shared_by_workers(workers: Workers) -> None:

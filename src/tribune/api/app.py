@@ -19,6 +19,7 @@ from tribune.api.routes import accounts, events, hls, listeners, replay, spaces,
 from tribune.api.services import Services
 from tribune.config import Settings
 from tribune.demo import ensure_demo
+from tribune.service.media_node import MediaNode
 from tribune.service.runtime import Runtime
 from tribune.web import pages
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resumed = await services.spaces.resume_media()
         if resumed:
             logger.info("resumed the media of %d live Spaces", resumed)
+        media_node = MediaNode(runtime, services.spaces)
         if settings.demo:
             space_id = await ensure_demo(services.accounts, services.spaces)
             logger.info(
@@ -54,7 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         logger.info("tribune %s ready", __version__)
         try:
-            yield
+            if runtime.media.enabled:
+                async with media_node.running():
+                    yield
+            else:
+                yield
         finally:
             await runtime.close()
 

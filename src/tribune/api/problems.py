@@ -28,6 +28,7 @@ STATUS: dict[type[exc.TribuneError], int] = {
     exc.PayloadTooLarge: 413,
     exc.UnsupportedMediaType: 415,
     exc.RateLimited: 429,
+    exc.ServiceUnavailable: 503,
 }
 
 _HTTP_TITLES = {
@@ -42,6 +43,7 @@ _HTTP_TITLES = {
     422: "Invalid input",
     429: "Too many requests",
     500: "Internal server error",
+    503: "Service unavailable",
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from tribune.events.base import Event, SubscriptionClosed
+from tribune.events.base import Event, EventHandler, SubscriptionClosed
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,10 @@ class MemoryEventBus:
                 subs.discard(sub)
                 if not subs:
                     del self._subscribers[space_id]
+
+    @asynccontextmanager
+    async def follow_others(self, handler: EventHandler) -> AsyncIterator[None]:
+        yield  # one process: no other publishers
 
     def subscriber_count(self, space_id: str) -> int:
         return len(self._subscribers.get(space_id, ()))

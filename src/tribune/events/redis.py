@@ -6,6 +6,10 @@ subscribers' bounded queues, exactly as the in-process bus does. Event ids come 
 ``INCR`` per Space, so they are ordered the same for every worker. Pub/sub delivers to
 whoever is listening at that moment and keeps nothing: a client that reconnects gets a
 fresh snapshot first (see api/routes/events.py), as with the in-process bus.
+
+``follow_others`` pattern-subscribes to every Space's channel on the same connection and
+hands the events other processes published (each message names its publisher) to one
+handler, in order: that is how a media node learns what API workers decided.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -23,7 +28,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from tribune.events.base import Event
+from tribune.events.base import Event, EventHandler
 from tribune.events.memory import _QueueSubscription
 
 logger = logging.getLogger(__name__)
@@ -38,6 +43,9 @@ class RedisEventBus:
         self._subscribers: dict[str, set[_QueueSubscription]] = defaultdict(set)
         self._lock = asyncio.Lock()
         self._closed = False
+        #: names this process in its messages, so followers can skip their own
+        self.origin = secrets.token_hex(8)
+        self._followers: list[asyncio.Queue[Event]] = []
 
     def _channel(self, space_id: str) -> str:
         return f"{self.prefix}:{{{space_id}}}"
@@ -45,7 +53,9 @@ class RedisEventBus:
     async def publish(self, space_id: str, type: str, data: dict[str, Any]) -> Event:
         event_id = await self.redis.incr(f"{self._channel(space_id)}:id")
         event = Event(int(event_id), space_id, type, data, time.time())
-        message = orjson.dumps({"id": event.id, "type": type, "data": data, "at": event.at})
+        message = orjson.dumps(
+            {"id": event.id, "type": type, "data": data, "at": event.at, "origin": self.origin}
+        )
         await self.redis.publish(self._channel(space_id), message)
         return event
 
@@ -75,6 +85,37 @@ class RedisEventBus:
                             with contextlib.suppress(Exception):
                                 await self._pubsub.unsubscribe(self._channel(space_id))
 
+    @asynccontextmanager
+    async def follow_others(self, handler: EventHandler) -> AsyncIterator[None]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        pattern = f"{self.prefix}:{{*}}"
+
+        async def run() -> None:
+            while True:
+                event = await queue.get()
+                try:
+                    await handler(event)
+                except Exception:
+                    logger.exception("events: a follower failed on %s", event.type)
+
+        async with self._lock:
+            pubsub = await self._ensure_reader()
+            self._followers.append(queue)
+            if len(self._followers) == 1:
+                await pubsub.psubscribe(pattern)
+        task = asyncio.create_task(run(), name="redis events follower")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            async with self._lock:
+                self._followers.remove(queue)
+                if not self._followers and self._pubsub is not None and not self._closed:
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.punsubscribe(pattern)
+
     async def _ensure_reader(self) -> PubSub:
         if self._pubsub is None:
             self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
@@ -83,8 +124,9 @@ class RedisEventBus:
         return self._pubsub
 
     async def _read(self, pubsub: PubSub) -> None:
+        failing = False
         while not self._closed:
-            if not pubsub.subscribed:
+            if not pubsub.subscribed:  # covers pattern subscriptions too
                 await asyncio.sleep(0.05)
                 continue
             try:
@@ -92,12 +134,20 @@ class RedisEventBus:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("events: reading from Redis failed; retrying")
+                if not failing:  # once per outage
+                    logger.exception("events: reading from Redis failed; retrying quietly")
+                failing = True
                 await asyncio.sleep(1.0)
                 continue
-            if message is None or message.get("type") != "message":
+            if failing:
+                logger.info("events: reading from Redis again")
+                failing = False
+            if message is None or message.get("type") not in ("message", "pmessage"):
                 continue
-            self._deliver(message)
+            try:
+                self._deliver(message)
+            except (ValueError, KeyError, TypeError):
+                logger.exception("events: unreadable message on %r", message.get("channel"))
 
     def _deliver(self, message: dict[str, Any]) -> None:
         channel = message["channel"]
@@ -105,6 +155,11 @@ class RedisEventBus:
         space_id = channel[len(self.prefix) + 2 : -1]  # prefix:{space}
         body = orjson.loads(message["data"])
         event = Event(int(body["id"]), space_id, body["type"], body["data"], float(body["at"]))
+        if message["type"] == "pmessage":  # for followers; subscribers get the "message"
+            if body.get("origin") != self.origin:
+                for queue in self._followers:
+                    queue.put_nowait(event)
+            return
         for sub in list(self._subscribers.get(space_id, ())):
             try:
                 sub.queue.put_nowait(event)

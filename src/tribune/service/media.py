@@ -99,6 +99,9 @@ class MediaHub:
             elif event.type in ("stage.left", "member.removed"):
                 await media.stage.kick(event.data["user_id"])
 
+    def live_spaces(self) -> list[str]:
+        return list(self._live)
+
     def levels(self, space_id: str) -> dict[str, float]:
         media = self._live.get(space_id)
         return media.stage.levels() if media is not None else {}

@@ -8,6 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx
+from redis.asyncio import Redis
+
 from tribune.admission.ratelimit import MemoryRateLimiter, RateLimiter
 from tribune.admission.tokens import ListenerTokens
 from tribune.config import Settings
@@ -34,8 +37,6 @@ def _shared_state(settings: Settings) -> tuple[Presence, RateLimiter, EventBus]:
             MemoryRateLimiter(),
             MemoryEventBus(),
         )
-    from redis.asyncio import Redis
-
     from tribune.admission.redis_ratelimit import RedisRateLimiter
     from tribune.events.redis import RedisEventBus
     from tribune.presence.redis import RedisPresence
@@ -60,6 +61,10 @@ class Runtime:
     bus: EventBus
     listener_tokens: ListenerTokens
     media: MediaHub
+    #: Redis for what is neither presence, limits nor events (speaking levels), when set
+    redis: Redis | None = None
+    #: talks to the media node from an API-only worker (TRIBUNE_MEDIA_URL)
+    media_client: httpx.AsyncClient | None = None
     #: wall clock (aware UTC); tests may replace it
     now: Callable[[], datetime] = field(default=utcnow)
     _closed: bool = False
@@ -70,7 +75,12 @@ class Runtime:
         db = Database(settings.resolved_database_url())
         await db.migrate()
         presence, limiter, bus = _shared_state(settings)
+        media_client = None
+        if settings.media_url and not settings.media:
+            media_client = httpx.AsyncClient(base_url=settings.media_url, timeout=20)
         return cls(
+            redis=Redis.from_url(settings.redis_url) if settings.redis_url else None,
+            media_client=media_client,
             settings=settings,
             secret=secret,
             db=db,
@@ -93,4 +103,8 @@ class Runtime:
         await self.bus.close()
         await self.presence.close()
         await self.limiter.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.media_client is not None:
+            await self.media_client.aclose()
         await self.db.close()

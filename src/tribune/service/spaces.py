@@ -357,6 +357,10 @@ class Spaces:
             reactions = await store.reaction_counts(conn, space_id)
         counts = await self.counts(room)
         levels = self.rt.media.levels(space_id)
+        if not self.rt.media.enabled and room.state is SpaceState.LIVE:
+            from tribune.service.media_node import read_levels  # the media runs elsewhere
+
+            levels = await read_levels(self.rt, space_id)
         doc = {
             "id": room.id,
             "title": room.title,
