@@ -11,6 +11,7 @@ from __future__ import annotations
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,11 +76,21 @@ async def launch_browser(tmp_path: Path) -> AsyncIterator[LaunchBrowser]:
                 await browser.close()
 
 
-async def new_page(browser: Browser, *, phone: bool = False) -> tuple[BrowserContext, Page]:
-    """A fresh context (its own cookies: its own person) and a page in it, failing the test
-    on any uncaught error or console error (see ``page_errors``)."""
-    context = await browser.new_context(viewport=PHONE if phone else DESKTOP)
+async def new_page(
+    browser: Browser, *, phone: bool = False, **context_options: Any
+) -> tuple[BrowserContext, Page]:
+    """A fresh context (its own cookies: its own person; ``context_options`` as Playwright
+    takes them, e.g. ``timezone_id``) and a page in it whose errors are recorded (see
+    ``track_errors`` and ``page_errors``)."""
+    context = await browser.new_context(viewport=PHONE if phone else DESKTOP, **context_options)
     page = await context.new_page()
+    track_errors(page)
+    return context, page
+
+
+def track_errors(page: Page) -> Page:
+    """Record the page's uncaught errors and console errors (for ``page_errors``); for a
+    second page of a context, call it yourself. Returns the page."""
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
     page.on(
@@ -87,7 +98,7 @@ async def new_page(browser: Browser, *, phone: bool = False) -> tuple[BrowserCon
         lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None,
     )
     page.errors = errors  # type: ignore[attr-defined]
-    return context, page
+    return page
 
 
 def page_errors(page: Page) -> list[str]:

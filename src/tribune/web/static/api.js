@@ -23,7 +23,7 @@ export function describe(status, problem) {
   const detail = problem && (problem.detail || problem.title);
   switch (status) {
     case 0: return "Tribune cannot be reached. Check your connection; we will keep trying.";
-    case 401: return "Please log in first.";
+    case 401: return detail || "Please log in first.";
     case 403: return detail || "You are not allowed to do that here.";
     case 404: return detail || "That does not exist (any more).";
     case 409: return detail || "That clashes with what just happened; the page has been updated.";
@@ -69,6 +69,9 @@ export async function api(method, path, { body, token, headers = {}, signal } = 
 
 /** The signed-in person ({user, csrf_token}) or null. */
 export async function whoami() {
+  // The CSRF cookie is set and cleared with the session: without it nobody is signed in,
+  // and asking would only make the browser log a 401 in its console.
+  if (!csrfToken()) return null;
   try { return await api("GET", "/api/me"); }
   catch (err) { if (err.status === 401) return null; throw err; }
 }
