@@ -160,18 +160,20 @@ def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 @contextlib.contextmanager
 def tribune_process(
-    tribune_bin: Path, *, cpu: int, workdir: Path
+    tribune_bin: Path, *, cpu: int, workdir: Path, demo: bool = False
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``tribune serve`` on the embedded default, in a fresh data dir under ``workdir``,
-    pinned to ``cpu``; yields its base URL and process once it answers."""
+    pinned to ``cpu`` (with the demo Space if ``demo``); yields its base URL and process
+    once it answers."""
     port = free_port()
     data_dir = workdir / "tribune-data"
     data_dir.mkdir()
     env = server_env(
         {"TRIBUNE_DATA_DIR": str(data_dir), "TRIBUNE_SECRET_KEY": secrets.token_hex(32)}
     )
+    cmd = [str(tribune_bin), "serve", "--host", "127.0.0.1", "--port", str(port)]
     with pinned_process(
-        [str(tribune_bin), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cmd + (["--demo"] if demo else []),
         cpu=cpu,
         port=port,
         ready=ReadyCheck("GET", "/api/health"),
