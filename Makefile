@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-TEST_DEBS  := postgresql redis-server nginx-light libnginx-mod-http-js ffmpeg chromium gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
+TEST_DEBS  := fonts-noto-color-emoji postgresql redis-server nginx-light libnginx-mod-http-js ffmpeg chromium gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
 BENCH_DEBS := wrk ffmpeg
 HLSJS      := src/tribune/web/static/vendor/hls.min.js
 

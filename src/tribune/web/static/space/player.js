@@ -1,0 +1,392 @@
+// The listener's player: join (waiting in line if the server says so), heartbeats, LL-HLS
+// with hls.js (Safari's own HLS otherwise), and recovery from stalls: back off with jitter,
+// come back at the live edge, and say what is going on.
+import { api, ApiError, describe } from "/static/api.js";
+import { aboutSeconds, csrfCookie, jitter, sleep } from "/static/space/dom.js";
+
+const STALL_MS = 3000; // no progress this long while playing: a stall
+const ATTEMPT_MS = 7000; // a reconnection that has not started playing by then failed
+const FIRST_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 8000;
+const STABLE_MS = 10000; // playing this long resets the backoff
+const MAX_BEHIND_S = 4; // further than this behind the live edge: jump to it
+const BACK_LIVE_MS = 4000; // how long "Back live" stays before it reads "Live"
+
+/** Seconds from a Retry-After header (delta-seconds or an HTTP date), or null. */
+export function retryAfterSeconds(header) {
+  if (!header) return null;
+  if (/^\d+$/.test(header.trim())) return Number(header);
+  const when = Date.parse(header);
+  return Number.isNaN(when) ? null : Math.max(0, (when - Date.now()) / 1000);
+}
+
+/** A tenth of a second of silence as a WAV file. */
+function silentWav() {
+  const rate = 8000;
+  const samples = rate / 10;
+  const view = new DataView(new ArrayBuffer(44 + samples));
+  const text = (at, str) => [...str].forEach((c, i) => view.setUint8(at + i, c.charCodeAt(0)));
+  text(0, "RIFF"); view.setUint32(4, 36 + samples, true); text(8, "WAVE");
+  text(12, "fmt "); view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, rate, true); view.setUint32(28, rate, true); view.setUint16(32, 1, true); view.setUint16(34, 8, true);
+  text(36, "data"); view.setUint32(40, samples, true);
+  for (let i = 0; i < samples; i++) view.setUint8(44 + i, 128);
+  return new Blob([view], { type: "audio/wav" });
+}
+
+export class Player extends EventTarget {
+  constructor({ spaceId, audio }) {
+    super();
+    // The end of the playlist (ENDLIST): the Space has ended; stop asking for more.
+    audio.addEventListener("ended", () => {
+      if (!this.playing) return;
+      this.stopHeartbeats();
+      this.dispatchEvent(new CustomEvent("gone"));
+    });
+    this.spaceId = spaceId;
+    this.audio = audio;
+    this.state = "idle"; // idle | joining | queued | starting | playing | reconnecting | stopped
+    this.joined = null;
+    this.hls = null;
+    this.queue = null; // {position, estimated_wait_s, retry_s} while waiting in line
+    this.status = "";
+    this.log = []; // [{t, state, status}] for people debugging (and for the tests)
+    this.attempts = 0;
+    this.recoveries = 0;
+    this.wanted = false;
+    this._abort = null;
+    this._heartbeat = null;
+    this._watchdog = null;
+    this._lastTime = 0;
+    this._lastProgress = 0;
+    this._attemptStarted = 0;
+    this._playingSince = 0;
+    this._backLiveTimer = null;
+  }
+
+  get playing() { return ["starting", "playing", "reconnecting"].includes(this.state); }
+
+  setState(state, status) {
+    this.state = state;
+    if (status !== undefined) this.status = status;
+    this.log.push({ t: Math.round(performance.now()), state, status: this.status });
+    if (this.log.length > 200) this.log.shift();
+    this.dispatchEvent(new CustomEvent("change", { detail: { state, status: this.status } }));
+  }
+
+  // -- joining ------------------------------------------------------------------------
+
+  /** A listener token, waiting in line as long as the server asks (429/503 + Retry-After). */
+  ensureJoined(signal = undefined) {
+    if (this.joined) return Promise.resolve(this.joined);
+    // One join at a time, however many callers (Play, a reaction) ask at once.
+    if (!this._joining) {
+      this._joining = this.join(signal).finally(() => { this._joining = null; });
+    }
+    return this._joining;
+  }
+
+  async join(signal) {
+    let failures = 0;
+    for (;;) {
+      let res;
+      const headers = { Accept: "application/json" };
+      const csrf = csrfCookie();
+      if (csrf) headers["X-CSRF-Token"] = csrf; // signed in: the cookie vouches for us
+      try {
+        res = await fetch(`/api/spaces/${this.spaceId}/join`, {
+          method: "POST", headers, credentials: "same-origin", signal,
+        });
+      } catch (err) {
+        if (err.name === "AbortError") throw err;
+        failures += 1;
+        const wait = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (failures - 1));
+        this.setState("joining", `Tribune cannot be reached. Trying again in ${Math.ceil(wait / 1000)} s…`);
+        await sleep(jitter(wait), signal);
+        if (signal?.aborted) throw new DOMException("stopped", "AbortError");
+        continue;
+      }
+      const problem = res.status === 201 ? null : await res.json().catch(() => null);
+      if (res.status === 201) {
+        this.joined = await res.json();
+        this.queue = null;
+        this.startHeartbeats();
+        this.dispatchEvent(new CustomEvent("joined", { detail: this.joined }));
+        return this.joined;
+      }
+      if (res.status === 429 || res.status === 503) {
+        const retry = retryAfterSeconds(res.headers.get("Retry-After")) ?? problem?.retry_after ?? 2;
+        this.queue = {
+          position: Number.isFinite(problem?.position) ? problem.position : null,
+          estimated_wait_s: Number.isFinite(problem?.estimated_wait_s) ? problem.estimated_wait_s : null,
+          retry_s: retry,
+        };
+        this.setState("queued", this.queueText());
+        // Never before Retry-After; a random extra spreads a crowd's retries apart.
+        await sleep(retry * 1000 * (1 + 0.25 * Math.random()), signal);
+        if (signal?.aborted) throw new DOMException("stopped", "AbortError");
+        continue;
+      }
+      throw new ApiError(res.status, problem, describe(res.status, problem));
+    }
+  }
+
+  queueText() {
+    const q = this.queue;
+    if (q && q.position !== null) {
+      const wait = q.estimated_wait_s !== null ? `, ${aboutSeconds(q.estimated_wait_s)}` : "";
+      return `You're in line: position ${q.position.toLocaleString()}${wait}. You'll hear the Space as soon as it's your turn.`;
+    }
+    return `Lots of people are joining right now. Trying again in ${aboutSeconds(q ? q.retry_s : 2)}…`;
+  }
+
+  startHeartbeats() {
+    clearTimeout(this._heartbeat);
+    const every = (this.joined?.heartbeat_interval_s || 10) * 1000;
+    this._heartbeat = setTimeout(() => this.heartbeat(), jitter(every, 0.1));
+  }
+
+  stopHeartbeats() { clearTimeout(this._heartbeat); this._heartbeat = null; }
+
+  async heartbeat() {
+    const joined = this.joined;
+    if (!joined) return;
+    let next = (joined.heartbeat_interval_s || 10) * 1000;
+    try {
+      const beat = await api("POST", joined.urls.heartbeat, { token: joined.listener_token });
+      if (beat.listener_token) this.renew(beat.listener_token);
+      if (beat.next_heartbeat_s) next = beat.next_heartbeat_s * 1000;
+    } catch (err) {
+      if (err.status === 401) { this.joined = null; return; } // expired: the next play rejoins
+      if (err.status === 403) { this.dispatchEvent(new CustomEvent("refused", { detail: err })); return; }
+      if (err.status === 409 || err.status === 404) { this.dispatchEvent(new CustomEvent("gone")); return; }
+      next = 5000; // unreachable for now: try again sooner
+    }
+    if (this.joined === joined) this._heartbeat = setTimeout(() => this.heartbeat(), jitter(next, 0.1));
+  }
+
+  /** A fresh token from a heartbeat: the playlist URL carries the token in its path. */
+  renew(token) {
+    const old = this.joined.listener_token;
+    this.joined.listener_token = token;
+    this.joined.urls.playlist = this.joined.urls.playlist.replace(old, token);
+  }
+
+  // -- playing ------------------------------------------------------------------------
+
+  /**
+   * Start listening (from a click, or when a scheduled Space goes live after the person
+   * asked for it). Resolves once playback is under way, rejects with an ApiError.
+   */
+  async play() {
+    if (this.playing || this.state === "joining" || this.state === "queued") return;
+    this.wanted = true;
+    this._abort = new AbortController();
+    const { signal } = this._abort;
+    this.setState("joining", "Connecting…");
+    try {
+      await this.ensureJoined(signal);
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      this.wanted = false;
+      this.setState("idle", "");
+      throw err;
+    }
+    if (signal.aborted) return;
+    if (!this._heartbeat) this.startHeartbeats(); // paused earlier: counted again
+    this.attach();
+    this.setState("starting", "Connecting…");
+    this.startWatchdog();
+    await this.startElement();
+  }
+
+  async startElement() {
+    try {
+      await this.audio.play();
+    } catch (err) {
+      if (err.name === "NotAllowedError") {
+        // The browser wants a press first (autoplay rules): say so, keep everything ready.
+        this.teardown();
+        this.wanted = false;
+        this.setState("idle", "Press Play to start listening.");
+        this.dispatchEvent(new CustomEvent("needs-gesture"));
+      }
+      // AbortError: a newer load replaced this one; the watchdog carries on.
+    }
+  }
+
+  /**
+   * Called from a press that does not play yet ("Play when it starts"): some browsers
+   * (Safari) only let an element play later if it played once during a press.
+   */
+  unlock() {
+    if (this._unlocked || this.playing) return;
+    this._unlocked = true;
+    const url = URL.createObjectURL(silentWav());
+    const audio = this.audio;
+    audio.src = url;
+    audio.play().catch(() => {}).finally(() => {
+      if (audio.getAttribute("src") === url) {
+        audio.pause();
+        audio.removeAttribute("src");
+        audio.load();
+      }
+      URL.revokeObjectURL(url);
+    });
+  }
+
+  /** Stop listening (Pause on a live stream: coming back starts at the live edge). */
+  stop(status = "Paused.") {
+    this.wanted = false;
+    this._abort?.abort();
+    this.stopWatchdog();
+    this.stopHeartbeats();
+    this.teardown();
+    this.audio.pause();
+    this.audio.removeAttribute("src");
+    this.audio.load();
+    clearTimeout(this._backLiveTimer);
+    this.queue = null;
+    this.setState("idle", status);
+  }
+
+  /** Leave for good: the Space ended, or this person may not listen any more. */
+  close(status) {
+    this.stop(status);
+    this.joined = null;
+    this.setState("stopped", status);
+  }
+
+  attach() {
+    const url = this.joined.urls.playlist;
+    const Hls = window.Hls;
+    if (Hls && Hls.isSupported()) {
+      const hls = new Hls({
+        lowLatencyMode: true,
+        backBufferLength: 10,
+        maxLiveSyncPlaybackRate: 1.1, // drift back to the live edge by playing a little faster
+      });
+      hls.on(Hls.Events.ERROR, (_event, data) => this.onHlsError(hls, data));
+      hls.loadSource(url);
+      hls.attachMedia(this.audio);
+      this.hls = hls;
+    } else if (this.audio.canPlayType("application/vnd.apple.mpegurl")) {
+      this.audio.src = url; // Safari plays LL-HLS by itself
+      this.native = true;
+    } else {
+      throw new ApiError(-1, null, "This browser cannot play live audio. Try a recent Chrome, Edge, Firefox or Safari.");
+    }
+    this._attemptStarted = performance.now();
+    this._lastProgress = performance.now();
+    this._lastTime = this.audio.currentTime;
+  }
+
+  teardown() {
+    if (this.hls) {
+      this.hls.destroy();
+      this.hls = null;
+    }
+    if (this.native) {
+      this.native = false;
+      this.audio.removeAttribute("src");
+      this.audio.load();
+    }
+  }
+
+  onHlsError(hls, data) {
+    if (hls !== this.hls || !data.fatal) return; // hls.js retries the rest by itself
+    const code = data.response?.code;
+    if (code === 401) this.joined = null; // the token expired: join again
+    if (code === 403 || code === 404) this.dispatchEvent(new CustomEvent("gone"));
+    if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR && !this._mediaRecovered) {
+      this._mediaRecovered = true;
+      hls.recoverMediaError();
+      return;
+    }
+    this.recover(`playback error: ${data.details}`);
+  }
+
+  startWatchdog() {
+    this.stopWatchdog();
+    this._watchdog = setInterval(() => this.tick(), 500);
+  }
+
+  stopWatchdog() { clearInterval(this._watchdog); this._watchdog = null; }
+
+  tick() {
+    if (!this.wanted || !this.playing) return;
+    const now = performance.now();
+    const t = this.audio.currentTime;
+    if (t > this._lastTime + 0.05 && !this.audio.paused) {
+      this._lastTime = t;
+      this._lastProgress = now;
+      if (this.state !== "playing") this.onPlaying();
+      else if (this.attempts && now - this._playingSince > STABLE_MS) this.attempts = 0;
+      this.keepNearLiveEdge();
+      return;
+    }
+    if (this.audio.paused && this.state === "playing") {
+      // Paused from outside (a headset button, the OS): that is the person's choice.
+      this.stop();
+      return;
+    }
+    if (this.state === "playing" && now - this._lastProgress > STALL_MS) this.recover("stalled");
+    else if (this.state !== "playing" && this._attemptStarted && now - this._attemptStarted > ATTEMPT_MS) this.recover("no audio yet");
+  }
+
+  onPlaying() {
+    const wasReconnecting = this.state === "reconnecting";
+    this._playingSince = performance.now();
+    this._mediaRecovered = false;
+    this.setState("playing", wasReconnecting ? "Back live." : "Live.");
+    clearTimeout(this._backLiveTimer);
+    if (wasReconnecting) {
+      this._backLiveTimer = setTimeout(() => {
+        if (this.state === "playing") this.setState("playing", "Live.");
+      }, BACK_LIVE_MS);
+    }
+  }
+
+  /** After a stall the player may be far behind: live audio is about now, so jump. */
+  keepNearLiveEdge() {
+    const edge = this.hls ? this.hls.liveSyncPosition : null;
+    if (edge && this.audio.currentTime < edge - MAX_BEHIND_S) this.audio.currentTime = edge;
+  }
+
+  /** Rebuild the player after a pause that grows: 0.5 s, 1 s, 2 s ... 8 s, with jitter. */
+  async recover(reason) {
+    if (!this.wanted || this._recovering) return;
+    this._recovering = true;
+    this.reason = reason;
+    try {
+      this.recoveries += 1;
+      const base = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** this.attempts);
+      this.attempts += 1;
+      clearTimeout(this._backLiveTimer);
+      this.setState("reconnecting", "Reconnecting…");
+      this.teardown();
+      this._attemptStarted = 0; // the watchdog waits while we back off
+      const signal = this._abort?.signal;
+      await sleep(jitter(base, 0.25), signal);
+      if (!this.wanted || signal?.aborted) return;
+      try {
+        await this.ensureJoined(signal);
+      } catch (err) {
+        if (err.name === "AbortError") return;
+        if (err.status === 403 || err.status === 409 || err.status === 404) {
+          this.dispatchEvent(new CustomEvent("gone"));
+          this.dispatchEvent(new CustomEvent("refused", { detail: err }));
+          return;
+        }
+        this._attemptStarted = performance.now() - ATTEMPT_MS; // try again after the next backoff
+        return;
+      }
+      if (!this.wanted) return;
+      if (this.state !== "reconnecting") this.setState("reconnecting", "Reconnecting…");
+      this.attach();
+      this.startElement();
+    } finally {
+      this._recovering = false;
+    }
+  }
+}
