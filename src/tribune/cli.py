@@ -6,11 +6,12 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 import uvicorn
 
 from tribune import __version__
-from tribune.config import Settings
+from tribune.config import SECRET_FILE, Settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -45,6 +46,136 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edge_config(args: argparse.Namespace) -> int:
+    # Imported here: `tribune serve` does not need it.
+    from tribune.edge import EdgeConfig, Origin, listener_key, write_edge
+    from tribune.edge.config import part_us
+
+    settings = Settings()
+    if settings.secret_key is None and not (settings.data_dir / SECRET_FILE).exists():
+        print(
+            "tribune edge-config: no secret to derive the listener-token key from: set "
+            "TRIBUNE_SECRET_KEY (or TRIBUNE_DATA_DIR) as on the origin; a new secret here "
+            "would make every listener token fail at the edge",
+            file=sys.stderr,
+        )
+        return 2
+    # The origin on this machine, unless told otherwise (not the wildcard it may listen on).
+    here = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    try:
+        origins = tuple(Origin.parse(url) for url in (args.origin or [f"{here}:{settings.port}"]))
+        cfg = EdgeConfig(
+            origins=origins,
+            media_origin=Origin.parse(args.media_origin) if args.media_origin else origins[0],
+            listener_key=listener_key(settings.resolved_secret()),
+            cache_dir=args.cache_dir.resolve(),
+            listen=args.listen,
+            rate=args.rate,
+            burst=args.burst,
+            api_rate=args.api_rate,
+            api_burst=args.api_burst,
+            rate_zone_mb=args.rate_zone_mb,
+            cache_size=args.cache_size,
+            part_us=part_us(settings.audio_codec),
+            hold_s=args.hold_timeout,
+            collapse=args.collapse,
+            user=args.user,
+            worker_processes=args.workers,
+            worker_connections=args.worker_connections,
+            pid=args.pid.resolve(),
+            error_log=args.error_log,
+            access_log=args.access_log.resolve() if args.access_log else None,
+            njs_module=args.njs_module,
+        )
+        conf, script = write_edge(cfg, args.out)
+    except ValueError as exc:  # EdgeConfigError, or a secret that is too short
+        print(f"tribune edge-config: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {conf} and {script}: edge on {cfg.listen} in front of "
+        f"{', '.join(str(o) for o in cfg.origins)} (audio from {cfg.media_origin}); "
+        f"check it with: nginx -t -c {conf}",
+        flush=True,
+    )
+    return 0
+
+
+def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    edge = sub.add_parser(
+        "edge-config",
+        help="write an nginx config for an edge in front of origins (docs/edges.md)",
+        description="Write a complete nginx.conf (and the njs script beside it) for an edge: "
+        "it checks listeners' signed URLs, caches the audio and the room state for everyone, "
+        "collapses identical requests into one origin fetch and rate-limits per address. "
+        "The listener-token key is derived from the secret in TRIBUNE_SECRET_KEY or "
+        "TRIBUNE_DATA_DIR/secret.key, as on the origin; the secret itself is not written.",
+    )
+    edge.add_argument("--out", type=Path, required=True, help="the nginx.conf to write (mode 0600)")
+    edge.add_argument(
+        "--origin",
+        action="append",
+        metavar="URL",
+        help="an origin, http://host:port (repeat for several; default: TRIBUNE_HOST:PORT)",
+    )
+    edge.add_argument(
+        "--media-origin",
+        metavar="URL",
+        help="the origin that makes the audio, for /hls/ (default: the first --origin)",
+    )
+    edge.add_argument(
+        "--listen", default="0.0.0.0:8080", help="address to serve on (default 0.0.0.0:8080)"
+    )
+    edge.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path("/var/cache/tribune-edge"),
+        help="cache and temporary files (default /var/cache/tribune-edge; must exist)",
+    )
+    edge.add_argument("--cache-size", default="1g", help="most the cache may hold (1g)")
+    edge.add_argument(
+        "--rate", type=int, default=30, help="HLS + room-state requests/s per address (30)"
+    )
+    edge.add_argument("--burst", type=int, default=60, help="... with this burst (60)")
+    edge.add_argument("--api-rate", type=int, default=10, help="other requests/s per address (10)")
+    edge.add_argument("--api-burst", type=int, default=30, help="... with this burst (30)")
+    edge.add_argument(
+        "--rate-zone-mb",
+        type=int,
+        default=64,
+        help="memory per rate-limit zone, about 8,000 addresses per MB (64)",
+    )
+    edge.add_argument(
+        "--hold-timeout",
+        type=float,
+        default=7.0,
+        help="longest wait for an object another request is fetching, seconds (7)",
+    )
+    edge.add_argument(
+        "--collapse",
+        choices=["hold", "lock"],
+        default="hold",
+        help="hold: waiters wait in njs (default); lock: nginx's proxy_cache_lock alone, "
+        "which re-checks every 500 ms (for comparison)",
+    )
+    edge.add_argument("--user", help="user (and group) for worker processes when run as root")
+    edge.add_argument("--workers", default="auto", help="worker processes (auto)")
+    edge.add_argument(
+        "--worker-connections",
+        type=int,
+        default=16384,
+        help="connections per worker (16384; open files are set to twice that)",
+    )
+    edge.add_argument("--pid", type=Path, default=Path("/run/tribune-edge.pid"), help="pid file")
+    edge.add_argument("--error-log", default="stderr", help="error log: stderr or a path")
+    edge.add_argument("--access-log", type=Path, help="access log path (default: none)")
+    edge.add_argument(
+        "--njs-module",
+        default="/usr/lib/nginx/modules/ngx_http_js_module.so",
+        help="the njs module to load (Debian: libnginx-mod-http-js)",
+    )
+    edge.set_defaults(func=_edge_config)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tribune", description="Live audio rooms.")
     parser.add_argument("--version", action="version", version=f"tribune {__version__}")
@@ -58,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also run a live demo Space with synthetic speakers (TRIBUNE_DEMO)",
     )
     serve.set_defaults(func=_serve)
+    _add_edge_config(sub)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

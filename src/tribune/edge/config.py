@@ -1,0 +1,498 @@
+"""The nginx configuration of an edge: a complete ``nginx.conf`` and the njs script beside it.
+
+A whole ``nginx.conf`` rather than an ``http {}`` include, because an edge needs things an
+include cannot set: ``load_module`` for njs, the worker and connection limits, and paths
+that do not depend on the distribution's defaults. Run it with
+``nginx -c /etc/tribune-edge/nginx.conf``; nothing else of the machine's nginx is used.
+
+Only the *derived* listener-token key goes into the file (``derive_key(secret,
+"listener-token")``), never the origin's secret: an edge can check listener tokens, and a
+stolen edge config can forge nothing but listener tokens (rotate the secret to revoke).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from tribune import __version__
+from tribune.admission.tokens import derive_key
+from tribune.broadcast.media import CODECS, PARTS_PER_SEGMENT, SAMPLE_RATE, CodecName
+
+#: where Debian's libnginx-mod-http-js puts the module
+NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
+#: the njs script, a package data file copied beside the nginx.conf
+SCRIPT = "tribune_edge.js"
+SCRIPT_OUT = "tribune-edge.js"
+#: how long the origin holds a blocking request (api.routes.hls.BLOCK_S), plus a margin
+DEFAULT_HOLD_S = 7.0
+
+Collapse = Literal["hold", "lock"]
+#: errors from the origin are kept a second too: the requests waiting for that answer get
+#: it at once, and a crowd cannot push a failing request through to the origin
+NEGATIVE = "404 422 500 502 503 504 1s"
+#: the query string of a blocking playlist request, rebuilt from its two parameters
+BLOCKING_ARGS = "_HLS_msn=$arg__HLS_msn$tribune_part_arg"
+
+
+class EdgeConfigError(ValueError):
+    """An option that cannot make a working (or safe) edge; the message says which."""
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9_./:@+=,-]+$")
+_SIZE = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
+_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*( [A-Za-z_][A-Za-z0-9_.-]*)?$")
+_LISTEN = re.compile(r"^(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):)?[0-9]{1,5}$")
+
+
+def _safe(value: str, what: str) -> str:
+    """Refuse anything that could break out of an nginx argument (``;``, braces, ``$``...)."""
+    if not _SAFE.match(value):
+        raise EdgeConfigError(
+            f"{what} {value!r} may only contain letters, digits and _./:@+=,- (no spaces, "
+            "quotes, ';', '{', '}' or '$')"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Origin:
+    """An origin server as nginx's ``upstream`` wants it: ``host:port``."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Origin:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme != "http":
+            raise EdgeConfigError(
+                f"origin {url!r}: only http:// origins are supported (edges and origins "
+                "talk over a private network; terminate TLS at the edge)"
+            )
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise EdgeConfigError(f"origin {url!r}: give scheme://host:port only")
+        try:
+            port = parts.port or 80
+        except ValueError as exc:
+            raise EdgeConfigError(f"origin {url!r}: {exc}") from None
+        host = parts.hostname
+        if not host:
+            raise EdgeConfigError(f"origin {url!r} has no host")
+        try:
+            if ipaddress.ip_address(host).version == 6:
+                host = f"[{host}]"
+        except ValueError:
+            _safe(host, "origin host")
+        return cls(host, port)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Everything an edge's configuration depends on. Rates are requests per second."""
+
+    #: any of them answers the control API (join, heartbeat, reactions, room state...)
+    origins: tuple[Origin, ...]
+    #: the origin that makes the Spaces' audio; every /hls/ request goes there
+    media_origin: Origin
+    #: the derived listener-token key (32 bytes), see :func:`listener_key`
+    listener_key: bytes
+    cache_dir: Path
+    listen: str = "0.0.0.0:8080"
+    #: per client address: HLS and room state (a LL-HLS player makes about 6 a second)
+    rate: int = 30
+    burst: int = 60
+    #: per client address: everything else (join, heartbeat, reactions, pages)
+    api_rate: int = 10
+    api_burst: int = 30
+    #: shared memory per rate-limit zone; about 8,000 addresses per megabyte
+    rate_zone_mb: int = 64
+    cache_size: str = "1g"
+    #: how long a part lasts, in microseconds (from the origin's codec): waiters aim at
+    #: when the next one is due
+    part_us: int = field(default_factory=lambda: part_us("aac"))
+    parts_per_segment: int = PARTS_PER_SEGMENT
+    #: the longest a request waits for an object another request is fetching
+    hold_s: float = DEFAULT_HOLD_S
+    #: how long parts, segments and init sections stay cached (the origin says a year;
+    #: they are only wanted while in the live window, and a Space restarted on the origin
+    #: numbers its parts from 0 again)
+    media_ttl_s: int = 60
+    #: "hold": waiters wait in njs for the cache file (this design); "lock": nginx's
+    #: proxy_cache_lock alone, with its 500 ms re-checks (kept to measure the difference)
+    collapse: Collapse = "hold"
+    user: str | None = None
+    worker_processes: str = "auto"
+    worker_connections: int = 16384
+    pid: Path = Path("/run/tribune-edge.pid")
+    error_log: str = "stderr"
+    access_log: Path | None = None
+    njs_module: str = NJS_MODULE
+
+    def __post_init__(self) -> None:
+        if not self.origins:
+            raise EdgeConfigError("give at least one origin")
+        if len(self.listener_key) != 32:
+            raise EdgeConfigError("the listener key must be 32 bytes (derive_key's output)")
+        if not _LISTEN.match(self.listen):
+            raise EdgeConfigError(
+                f"listen {self.listen!r}: give PORT, HOST:PORT or [IPv6]:PORT (e.g. 0.0.0.0:8080)"
+            )
+        for name in ("rate", "api_rate", "rate_zone_mb", "worker_connections", "media_ttl_s"):
+            if getattr(self, name) < 1:
+                raise EdgeConfigError(f"{name} must be at least 1")
+        for name in ("burst", "api_burst"):
+            if getattr(self, name) < 0:
+                raise EdgeConfigError(f"{name} must not be negative")
+        if not 50_000 <= self.part_us <= 10_000_000:
+            raise EdgeConfigError("part_us must be between 50,000 and 10,000,000")
+        if not 1 <= self.hold_s <= 60:
+            raise EdgeConfigError("hold_s must be between 1 and 60 seconds")
+        if not _SIZE.match(self.cache_size):
+            raise EdgeConfigError(f"cache size {self.cache_size!r}: give e.g. 512m or 4g")
+        if self.collapse not in ("hold", "lock"):
+            raise EdgeConfigError("collapse must be 'hold' or 'lock'")
+        if self.user is not None and not _USER.match(self.user):
+            raise EdgeConfigError(f"user {self.user!r}: give USER or 'USER GROUP'")
+        if self.worker_processes != "auto" and not self.worker_processes.isdigit():
+            raise EdgeConfigError("worker_processes must be 'auto' or a number")
+        for what, path in (("cache dir", self.cache_dir), ("pid file", self.pid)):
+            if not path.is_absolute():
+                raise EdgeConfigError(f"{what} {str(path)!r} must be an absolute path")
+            _safe(str(path), what)
+        if self.access_log is not None:
+            if not self.access_log.is_absolute():
+                raise EdgeConfigError("the access log must be an absolute path")
+            _safe(str(self.access_log), "access log")
+        if self.error_log != "stderr":
+            if not Path(self.error_log).is_absolute():
+                raise EdgeConfigError("the error log must be 'stderr' or an absolute path")
+            _safe(self.error_log, "error log")
+        _safe(self.njs_module, "njs module")
+
+
+def listener_key(secret: bytes) -> bytes:
+    """The key listener tokens are signed with (the edge gets this, never ``secret``)."""
+    return derive_key(secret, "listener-token")
+
+
+def part_us(codec: CodecName) -> int:
+    """The duration of one part of the broadcast with ``codec``, in microseconds."""
+    return CODECS[codec].part_samples * 1_000_000 // SAMPLE_RATE
+
+
+#: sent to every origin: HTTP/1.1 keep-alive, and who asked
+PROXY_HEADERS = (
+    ("Connection", '""'),
+    ("Host", "$http_host"),
+    ("X-Forwarded-For", "$remote_addr"),
+    ("X-Forwarded-Proto", "$scheme"),
+)
+
+
+def headers(indent: str) -> str:
+    return "\n".join(f"{indent}proxy_set_header {name} {value};" for name, value in PROXY_HEADERS)
+
+
+def _ms(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
+
+
+def _problem(status: int, title: str, detail: str) -> str:
+    slug = "-".join(title.lower().split())
+    body = (
+        f'{{"type":"urn:tribune:problem:{slug}","title":"{title}","status":{status},'
+        f'"detail":"{detail}"}}'
+    )
+    return "'" + body + "'"
+
+
+def _cache_location(
+    name: str,
+    cfg: EdgeConfig,
+    *,
+    comment: str,
+    valid: list[str],
+    lock: bool,
+    args: str = '""',
+    stale: str | None = None,
+    background_update: bool = False,
+) -> list[str]:
+    lines = [
+        *[f"# {line}" for line in comment.splitlines()],
+        f"location {name} {{",
+        # The origin gets exactly what the cache key says, nothing a client added.
+        f"    set $args {args};",
+        "    proxy_cache tribune_hls;",
+        "    proxy_cache_key $tribune_cache_key;",
+        "    proxy_ignore_headers Cache-Control Expires;",
+        *[f"    proxy_cache_valid {v};" for v in valid],
+    ]
+    if lock:
+        hold = _ms(cfg.hold_s)
+        lines += [
+            "    proxy_cache_lock on;",
+            f"    proxy_cache_lock_timeout {hold};",
+            f"    proxy_cache_lock_age {hold};",
+        ]
+    else:
+        lines.append("    proxy_cache_lock off;")
+    if stale:
+        lines.append(f"    proxy_cache_use_stale {stale};")
+    if background_update:
+        lines.append("    proxy_cache_background_update on;")
+    lines += ["    proxy_pass http://tribune_media;", "}", ""]
+    return lines
+
+
+def render_nginx_conf(cfg: EdgeConfig, script: Path) -> str:
+    """The whole nginx.conf; ``script`` is where the njs file will be."""
+    _safe(str(script), "script path")
+    cache = cfg.cache_dir
+    hold_ms = round(cfg.hold_s * 1000)
+    user = (
+        f"user {cfg.user};"
+        if cfg.user
+        else "# user: nginx's default (run as root, workers as nobody)"
+    )
+    access = f"access_log {cfg.access_log} tribune_edge;" if cfg.access_log else "access_log off;"
+    api = "\n".join(f"        server {o} max_fails=3 fail_timeout=5s;" for o in cfg.origins)
+    media_ttl = f"{cfg.media_ttl_s}s"
+    stale_media = "updating error timeout http_500 http_502 http_503 http_504"
+    zone_mb = cfg.rate_zone_mb
+
+    locations: list[str] = []
+    locations += _cache_location(
+        "@tribune_playlist",
+        cfg,
+        comment="Playlists without blocking parameters (a player's first load, plain-HLS "
+        "players).\nnginx counts in whole seconds: 1 s, refreshed in the background while "
+        "the old copy\nis served, so the origin sees about one a second per edge.",
+        valid=["200 1s", "404 1s"],
+        lock=True,
+        stale=stale_media,
+        background_update=True,
+    )
+    locations += _cache_location(
+        "@tribune_fill_playlist",
+        cfg,
+        comment="A blocking playlist nobody has fetched yet: the origin holds it until the "
+        "part exists.\nKept 2 s: right forever (it lists that part), but an answer the "
+        "origin gave up on\n(6 s without the part) must not linger. The lock is only a "
+        "safety net: njs sends\none request per object here and keeps the others waiting "
+        "itself.",
+        valid=["200 2s", NEGATIVE],
+        lock=True,
+        args=BLOCKING_ARGS,
+    )
+    locations += _cache_location(
+        "@tribune_cached_playlist",
+        cfg,
+        comment="... and once it is cached. No lock: a request that raced the cache's "
+        "bookkeeping\nshould fetch again rather than sleep 500 ms.",
+        valid=["200 2s", NEGATIVE],
+        lock=False,
+        args=BLOCKING_ARGS,
+        stale="updating",
+    )
+    locations += _cache_location(
+        "@tribune_fill_media",
+        cfg,
+        comment="Parts, segments and init sections nobody has fetched yet (immutable at the "
+        "origin;\nkept while they can be in the live window: a Space restarted on the "
+        "origin numbers\nits parts from 0 again).",
+        valid=[f"200 {media_ttl}", NEGATIVE],
+        lock=True,
+    )
+    locations += _cache_location(
+        "@tribune_cached_media",
+        cfg,
+        comment="... and once they are cached.",
+        valid=[f"200 {media_ttl}", NEGATIVE],
+        lock=False,
+        stale="updating",
+    )
+    named = "\n".join(f"        {line}" if line else "" for line in locations[:-1])
+
+    too_many = _problem(
+        429,
+        "Too many requests",
+        "too many requests from this address: slow down and retry in a second",
+    )
+    return f"""\
+# Tribune edge, written by `tribune edge-config` (Tribune {__version__}).
+# Regenerate it rather than edit it. It holds the key listener tokens are signed with
+# (derived from the origin's secret for that use alone): keep this file private.
+# Run: nginx -c THIS_FILE      Test: nginx -t -c THIS_FILE       See docs/edges.md.
+
+load_module {cfg.njs_module};
+{user}
+worker_processes {cfg.worker_processes};
+worker_rlimit_nofile {cfg.worker_connections * 2};
+pid {cfg.pid};
+error_log {cfg.error_log} warn;
+
+events {{
+    worker_connections {cfg.worker_connections};
+}}
+
+http {{
+    server_tokens off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    keepalive_requests 10000;
+    client_max_body_size 128k;
+    default_type application/octet-stream;
+    client_body_temp_path {cache}/body-temp;
+    proxy_temp_path {cache}/proxy-temp;
+    fastcgi_temp_path {cache}/fastcgi-temp;
+    uwsgi_temp_path {cache}/uwsgi-temp;
+    # scgi is never used: this line only makes nginx create the claims directory for its
+    # workers, where njs keeps an empty file per object being fetched (tribune-edge.js).
+    scgi_temp_path {cache}/claims;
+
+    # Never log a listener token: $tribune_log_uri has it replaced by "-".
+    log_format tribune_edge '$remote_addr [$time_iso8601] t=$msec '
+                            '"$request_method $tribune_log_uri" $status $body_bytes_sent '
+                            '$request_time cache=$upstream_cache_status upstream=$upstream_addr '
+                            'upstream_time=$upstream_response_time waited=$tribune_waited';
+    {access}
+
+    # -- listener tokens and request collapsing (njs) ------------------------------------
+    js_import tribune from {script};
+    js_var $tribune_listener_key {cfg.listener_key.hex()};
+    js_var $tribune_cache_root {cache}/hls;
+    js_var $tribune_claims {cache}/claims;
+    js_var $tribune_part_us {cfg.part_us};
+    js_var $tribune_parts_per_segment {cfg.parts_per_segment};
+    js_var $tribune_hold_ms {hold_ms};
+    js_var $tribune_collapse {cfg.collapse};
+    js_var $tribune_waited;
+    js_set $tribune_cache_key tribune.cacheKey;
+    js_set $tribune_log_uri tribune.logUri;
+    map $arg__HLS_part $tribune_part_arg {{
+        "" "";
+        default "&_HLS_part=$arg__HLS_part";
+    }}
+
+    # Keys carry no token: every listener shares one copy.
+    proxy_cache_path {cache}/hls levels=1:2 keys_zone=tribune_hls:64m max_size={cfg.cache_size}
+                     inactive=2m use_temp_path=off;
+    proxy_cache_path {cache}/state levels=1:2 keys_zone=tribune_state:8m max_size=256m
+                     inactive=1m use_temp_path=off;
+
+    # -- rate limits per client address ---------------------------------------------------
+    limit_req_zone $binary_remote_addr zone=tribune_listeners:{zone_mb}m rate={cfg.rate}r/s;
+    limit_req_zone $binary_remote_addr zone=tribune_api:{zone_mb}m rate={cfg.api_rate}r/s;
+    limit_req_status 429;
+    limit_req_log_level warn;
+
+    # -- origins --------------------------------------------------------------------------
+    # The control API: any origin will do.
+    upstream tribune_api {{
+{api}
+        keepalive 64;
+    }}
+    # The audio: the origin that makes it. One media origin for now (docs/edges.md).
+    upstream tribune_media {{
+        server {cfg.media_origin} max_fails=0;
+        keepalive 64;
+    }}
+
+    proxy_http_version 1.1;
+{headers("    ")}
+    proxy_connect_timeout 3s;
+    proxy_send_timeout 20s;
+    proxy_read_timeout {round(cfg.hold_s) + 10}s;
+
+    server {{
+        listen {cfg.listen} backlog=4096;
+        server_name _;
+
+        add_header X-Cache-Status $upstream_cache_status always;
+        add_header X-Edge-Waited $tribune_waited always;
+        error_page 429 = @tribune_too_many;
+
+        # LL-HLS. /hls/{{space}}/{{listener token}}/{{file}}: njs checks the token (403, 410)
+        # and routes the request to one of the named locations below.
+        location /hls/ {{
+            limit_req zone=tribune_listeners burst={cfg.burst} nodelay;
+            js_content tribune.hls;
+        }}
+
+        # The room state: the same document for everyone, as long as the origin says
+        # (max-age), refreshed in the background while the old copy is served.
+        location ~ ^/api/spaces/[^/]+/state$ {{
+            limit_req zone=tribune_listeners burst={cfg.burst} nodelay;
+            proxy_cache tribune_state;
+            proxy_cache_key $uri;
+            proxy_cache_revalidate on;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 2s;
+            proxy_cache_use_stale {stale_media};
+            proxy_cache_background_update on;
+            # (a location that sets a header inherits none: all of them again)
+{headers("            ")}
+            proxy_set_header Cookie "";
+            proxy_set_header Authorization "";
+            proxy_pass http://tribune_api;
+        }}
+
+        # Live events (Server-Sent Events) for the stage: streamed, never buffered.
+        location ~ ^/api/spaces/[^/]+/events$ {{
+            limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
+            proxy_buffering off;
+            proxy_cache off;
+            proxy_read_timeout 1h;
+            proxy_pass http://tribune_api;
+        }}
+
+        # The edge itself is up (for load balancers; the origin's is /api/health).
+        location = /edge-health {{
+            access_log off;
+            default_type application/json;
+            return 200 '{{"status":"ok"}}';
+        }}
+
+        # Everything else (join, heartbeat, reactions, WHIP signalling, pages): uncached.
+        location / {{
+            limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
+            proxy_pass http://tribune_api;
+        }}
+
+        location @tribune_too_many {{
+            default_type application/problem+json;
+            add_header Retry-After 1 always;
+            add_header Cache-Control no-store always;
+            return 429 {too_many};
+        }}
+
+{named}
+    }}
+}}
+"""
+
+
+def write_edge(cfg: EdgeConfig, out: Path) -> tuple[Path, Path]:
+    """Write ``out`` (nginx.conf, mode 0600: it holds the key) and the njs script beside it."""
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    script = out.parent / SCRIPT_OUT
+    script.write_bytes(resources.files("tribune.edge").joinpath(SCRIPT).read_bytes())
+    text = render_nginx_conf(cfg, script)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+    return out, script

@@ -1,0 +1,120 @@
+"""`tribune edge-config`: what it writes, what it refuses, and that nginx accepts it."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.edge.conftest import Origin, write_config
+from tribune.admission.tokens import derive_key
+from tribune.cli import main as tribune_main
+from tribune.edge import EdgeConfig, EdgeConfigError
+from tribune.edge import Origin as OriginAddress
+
+
+def test_generated_config_passes_nginx_t(origin: Origin, nginx: str, tmp_path: Path):
+    """`tribune edge-config` as an operator runs it, with the defaults: nginx -t accepts it."""
+    (tmp_path / "cache").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNE_")}
+    env["TRIBUNE_SECRET_KEY"] = origin.secret.decode()
+    tribune = Path(sys.executable).parent / "tribune"
+    args = ["--out", str(tmp_path / "nginx.conf"), "--cache-dir", str(tmp_path / "cache")]
+    made = subprocess.run(
+        [tribune, "edge-config", *args, "--pid", str(tmp_path / "nginx.pid")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "nginx -t -c" in made.stdout
+    done = subprocess.run(
+        [nginx, "-t", "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "test is successful" in done.stderr
+    # It stands alone: the njs script is beside it, the module loaded by path.
+    text = (tmp_path / "nginx.conf").read_text()
+    assert f"js_import tribune from {tmp_path / 'tribune-edge.js'};" in text
+    assert "load_module /usr/lib/nginx/modules/ngx_http_js_module.so;" in text
+
+
+def test_only_the_derived_key_is_written(origin: Origin, tmp_path: Path):
+    """The edge gets the listener-token key, never the secret, in a file only its owner reads."""
+    assert write_config(origin, tmp_path, 8089) == 0
+    conf = tmp_path / "nginx.conf"
+    text = conf.read_text()
+    script = (tmp_path / "tribune-edge.js").read_text()
+    assert origin.secret.decode() not in text + script
+    assert origin.secret.hex() not in text + script
+    assert derive_key(origin.secret, "listener-token").hex() in text
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    # The token travels to the origin in the path; the cache key never contains it.
+    assert "proxy_cache_key $tribune_cache_key;" in text
+    assert "proxy_cache_key $uri;" in text  # the room state: one document for everyone
+
+
+def test_without_a_secret_it_writes_nothing(tmp_path: Path, monkeypatch, capsys):
+    """No TRIBUNE_SECRET_KEY and no data/secret.key: refuse, rather than invent a secret
+    that would make every listener token fail at the edge."""
+    for name in [k for k in os.environ if k.startswith("TRIBUNE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TRIBUNE_DATA_DIR", str(tmp_path / "data"))
+    code = tribune_main(["edge-config", "--out", str(tmp_path / "nginx.conf")])
+    assert code == 2
+    assert "TRIBUNE_SECRET_KEY" in capsys.readouterr().err
+    assert not (tmp_path / "nginx.conf").exists()
+    assert not (tmp_path / "data" / "secret.key").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--origin", "https://origin:8000"], "only http://"),
+        (["--origin", "http://origin:8000/api"], "scheme://host:port only"),
+        (["--cache-dir", "/var/cache/x;evil"], "may only contain"),
+        (["--listen", "0.0.0.0:80; include /etc/passwd"], "listen"),
+        (["--rate", "0"], "rate must be at least 1"),
+        (["--user", "www-data; daemon off"], "user"),
+    ],
+)
+def test_refuses_what_would_break_or_inject(
+    origin: Origin, tmp_path: Path, capsys, flags: list[str], message: str
+):
+    assert write_config(origin, tmp_path, 8089, *flags) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "nginx.conf").exists()
+
+
+def test_several_origins_share_the_api_and_one_makes_the_audio(origin: Origin, tmp_path: Path):
+    """Control calls go to any origin (an upstream with keepalive); /hls/ to the media origin."""
+    flags = ["--origin", "http://10.0.0.2:8000", "--media-origin", "http://10.0.0.9:8001"]
+    assert write_config(origin, tmp_path, 8089, *flags) == 0
+    text = (tmp_path / "nginx.conf").read_text()
+    api = re.search(r"upstream tribune_api \{(.*?)\}", text, re.S)
+    media = re.search(r"upstream tribune_media \{(.*?)\}", text, re.S)
+    assert api
+    assert media
+    assert "127.0.0.1" in api.group(1)
+    assert "10.0.0.2:8000" in api.group(1)
+    assert "keepalive" in api.group(1)
+    assert "10.0.0.9:8001" in media.group(1)
+    assert "keepalive" in media.group(1)
+    assert "10.0.0.2" not in media.group(1)
+
+
+def test_origin_addresses():
+    assert str(OriginAddress.parse("http://[::1]:8000")) == "[::1]:8000"
+    assert str(OriginAddress.parse("origin.internal")) == "origin.internal:80"
+    with pytest.raises(EdgeConfigError):
+        EdgeConfig(
+            origins=(),
+            media_origin=OriginAddress("a", 1),
+            listener_key=b"k" * 32,
+            cache_dir=Path("/c"),
+        )
