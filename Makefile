@@ -8,7 +8,7 @@ TEST_DEBS  := fonts-noto-color-emoji postgresql redis-server nginx-light libngin
 BENCH_DEBS := wrk ffmpeg
 HLSJS      := src/tribune/web/static/vendor/hls.min.js
 
-.PHONY: run test lint format bench setup system-deps-test system-deps-bench clean
+.PHONY: run test lint format bench cluster setup system-deps-test system-deps-bench clean
 
 setup: $(STAMP) $(HLSJS)
 
@@ -30,6 +30,11 @@ $(HLSJS): package.json package-lock.json
 ## with a live demo Space whose speakers are synthetic
 run: setup
 	$(BIN)/tribune serve --demo
+
+## cluster: the scaled shape on 127.0.0.1 (PostgreSQL, Redis, a media node, 2 API
+## workers, 2 nginx edges); prints where to point a browser; Ctrl-C stops it
+cluster: setup system-deps-test
+	$(BIN)/tribune cluster up
 
 ## test: the whole suite, real PostgreSQL included
 test: setup system-deps-test

@@ -176,6 +176,12 @@ def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     edge.set_defaults(func=_edge_config)
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    from tribune.cluster import up
+
+    return up(args.dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tribune", description="Live audio rooms.")
     parser.add_argument("--version", action="version", version=f"tribune {__version__}")
@@ -190,6 +196,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.set_defaults(func=_serve)
     _add_edge_config(sub)
+    cluster = sub.add_parser(
+        "cluster",
+        help="run the scaled shape on this machine: PostgreSQL, Redis, a media node, "
+        "2 API workers and 2 nginx edges",
+    )
+    cluster.add_argument("action", choices=["up"], help="up: start it and run until Ctrl-C")
+    cluster.add_argument(
+        "--dir", type=Path, default=Path("cluster"), help="where its files go (./cluster)"
+    )
+    cluster.set_defaults(func=_cluster)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result
