@@ -4,11 +4,9 @@ publishing its (fake, WAV-fed) microphone over WHIP — a WebRTC stack that is n
 from __future__ import annotations
 
 import time
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
@@ -16,28 +14,7 @@ from tests.audio import listen_live, tone_share, whip_publish
 from tests.conftest import LiveServer
 from tests.e2e.test_live_audio import api_token, speaker
 from tests.helpers import join
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-
-def write_tone_wav(path: Path, freq: float, seconds: float = 30.0) -> Path:
-    t = np.arange(int(48_000 * seconds)) / 48_000
-    pcm = (0.4 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(48_000)
-        w.writeframes(pcm.tobytes())
-    return path
+from tests.web.conftest import CHROMIUM, FLAGS, write_tone_wav
 
 
 @pytest.fixture

@@ -43,51 +43,89 @@ class _QueueSubscription:
         self.queue.put_nowait(_CLOSED)
 
 
+class LocalSubscribers:
+    """This process's subscribers, per Space: what every bus hands events to."""
+
+    def __init__(self) -> None:
+        self._by_space: dict[str, set[_QueueSubscription]] = defaultdict(set)
+
+    def add(self, space_id: str) -> tuple[_QueueSubscription, bool]:
+        """A new subscription, and whether it is the Space's first here."""
+        first = not self._by_space.get(space_id)
+        sub = _QueueSubscription()
+        self._by_space[space_id].add(sub)
+        return sub, first
+
+    def remove(self, space_id: str, sub: _QueueSubscription) -> bool:
+        """Drop ``sub``; True when the Space has no subscribers here any more."""
+        subs = self._by_space.get(space_id)
+        if subs is None:
+            return False
+        subs.discard(sub)
+        if subs:
+            return False
+        del self._by_space[space_id]
+        return True
+
+    def deliver(self, event: Event) -> None:
+        for sub in list(self._by_space.get(event.space_id, ())):
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                logger.warning("cutting off a slow subscriber of space %s", event.space_id)
+                self._by_space[event.space_id].discard(sub)
+                sub.close()
+
+    def count(self, space_id: str) -> int:
+        return len(self._by_space.get(space_id, ()))
+
+    def close_all(self) -> None:
+        for subs in self._by_space.values():
+            for sub in subs:
+                sub.close()
+        self._by_space.clear()
+
+
+@asynccontextmanager
+async def closed_subscription() -> AsyncIterator[_QueueSubscription]:
+    """What subscribing to a closed bus gives: a subscription that is already closed."""
+    sub = _QueueSubscription()
+    sub.close()
+    yield sub
+
+
 class MemoryEventBus:
     def __init__(self) -> None:
-        self._subscribers: dict[str, set[_QueueSubscription]] = defaultdict(set)
+        self._subscribers = LocalSubscribers()
         self._ids = itertools.count(1)
         self._closed = False
 
     async def publish(self, space_id: str, type: str, data: dict[str, Any]) -> Event:
         event = Event(next(self._ids), space_id, type, data, time.time())
-        for sub in list(self._subscribers.get(space_id, ())):
-            try:
-                sub.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                logger.warning("cutting off a slow subscriber of space %s", space_id)
-                self._subscribers[space_id].discard(sub)
-                sub.close()
+        self._subscribers.deliver(event)
         return event
 
     @asynccontextmanager
     async def subscribe(self, space_id: str) -> AsyncIterator[_QueueSubscription]:
-        sub = _QueueSubscription()
         if self._closed:
-            sub.close()
-        else:
-            self._subscribers[space_id].add(sub)
+            async with closed_subscription() as closed:
+                yield closed
+            return
+        sub, _ = self._subscribers.add(space_id)
         try:
             yield sub
         finally:
-            subs = self._subscribers.get(space_id)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._subscribers[space_id]
+            self._subscribers.remove(space_id, sub)
 
     @asynccontextmanager
     async def follow_others(self, handler: EventHandler) -> AsyncIterator[None]:
         yield  # one process: no other publishers
 
     def subscriber_count(self, space_id: str) -> int:
-        return len(self._subscribers.get(space_id, ()))
+        return self._subscribers.count(space_id)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for subs in self._subscribers.values():
-            for sub in subs:
-                sub.close()
-        self._subscribers.clear()
+        self._subscribers.close_all()

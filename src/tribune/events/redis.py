@@ -19,7 +19,6 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,7 +28,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from tribune.events.base import Event, EventHandler
-from tribune.events.memory import _QueueSubscription
+from tribune.events.memory import LocalSubscribers, _QueueSubscription, closed_subscription
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class RedisEventBus:
         self.prefix = prefix
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._subscribers: dict[str, set[_QueueSubscription]] = defaultdict(set)
+        self._subscribers = LocalSubscribers()
         self._lock = asyncio.Lock()
         self._closed = False
         #: names this process in its messages, so followers can skip their own
@@ -61,14 +60,12 @@ class RedisEventBus:
 
     @asynccontextmanager
     async def subscribe(self, space_id: str) -> AsyncIterator[_QueueSubscription]:
-        sub = _QueueSubscription()
         if self._closed:
-            sub.close()
-            yield sub
+            async with closed_subscription() as closed:
+                yield closed
             return
         async with self._lock:
-            first = not self._subscribers.get(space_id)
-            self._subscribers[space_id].add(sub)
+            sub, first = self._subscribers.add(space_id)
             if first:
                 pubsub = await self._ensure_reader()
                 await pubsub.subscribe(self._channel(space_id))
@@ -76,14 +73,10 @@ class RedisEventBus:
             yield sub
         finally:
             async with self._lock:
-                subs = self._subscribers.get(space_id)
-                if subs is not None:
-                    subs.discard(sub)
-                    if not subs:
-                        del self._subscribers[space_id]
-                        if self._pubsub is not None and not self._closed:
-                            with contextlib.suppress(Exception):
-                                await self._pubsub.unsubscribe(self._channel(space_id))
+                last = self._subscribers.remove(space_id, sub)
+                if last and self._pubsub is not None and not self._closed:
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.unsubscribe(self._channel(space_id))
 
     @asynccontextmanager
     async def follow_others(self, handler: EventHandler) -> AsyncIterator[None]:
@@ -160,25 +153,16 @@ class RedisEventBus:
                 for queue in self._followers:
                     queue.put_nowait(event)
             return
-        for sub in list(self._subscribers.get(space_id, ())):
-            try:
-                sub.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                logger.warning("cutting off a slow subscriber of space %s", space_id)
-                self._subscribers[space_id].discard(sub)
-                sub.close()
+        self._subscribers.deliver(event)
 
     def subscriber_count(self, space_id: str) -> int:
-        return len(self._subscribers.get(space_id, ()))
+        return self._subscribers.count(space_id)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for subs in self._subscribers.values():
-            for sub in subs:
-                sub.close()
-        self._subscribers.clear()
+        self._subscribers.close_all()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
