@@ -91,22 +91,47 @@ class Stats:
 
 
 class Listener:
-    def __init__(self, host: str, port: int, space: str, stats: Stats, until: float) -> None:
-        self.conn = Connection(host, port)
+    """One simulated player. ``servers`` are the edges it may use, first choice first: when
+    a request to the one in use fails at the connection (an edge gone), it moves to the
+    next and carries on where it was (its listener token is valid on every edge)."""
+
+    def __init__(
+        self, servers: list[tuple[str, int]], space: str, stats: Stats, until: float
+    ) -> None:
+        self.servers = servers
+        self.using = 0
+        self.conn = Connection(*servers[0])
         self.space = space
         self.stats = stats
         self.until = until
+        #: monotonic arrival time of each part (for tests of failover)
+        self.arrivals: list[float] = []
+        self.failovers = 0
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        self.stats.requests += 1
+        try:
+            status, _, body = await self.conn.request(method, path, headers)
+        except (HttpError, OSError):
+            if len(self.servers) == 1:
+                raise
+            self.conn.close()
+            self.using = (self.using + 1) % len(self.servers)
+            self.conn = Connection(*self.servers[self.using])
+            self.failovers += 1
+            self.stats.requests += 1
+            status, _, body = await self.conn.request(method, path, headers)
+        return status, body
 
     async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        self.stats.requests += 1
-        status, _, body = await self.conn.request("GET", path, headers)
-        return status, body
+        return await self.request("GET", path, headers)
 
     async def run(self) -> None:
         stats = self.stats
         try:
-            self.stats.requests += 1
-            status, _, body = await self.conn.request(
+            status, body = await self.request(
                 "POST", f"/api/spaces/{self.space}/join", {"Content-Type": "application/json"}
             )
             if status != 201:
@@ -168,6 +193,7 @@ class Listener:
                     stats.error(f"part {status}")
                     await asyncio.sleep(0.5)
                     continue
+                self.arrivals.append(arrived)
                 made = ref.pdt + ((msn * per_segment + index) - ref_index + 1) * part_s
                 stats.parts += 1
                 stats.sample(stats.ages, time.time() - made)
@@ -185,8 +211,7 @@ class Listener:
                     msn, index = msn + 1, 0
                 if time.monotonic() >= next_beat:
                     next_beat += beat_every
-                    stats.requests += 1
-                    s, _, _ = await self.conn.request(
+                    s, _ = await self.request(
                         "POST",
                         joined["urls"]["heartbeat"],
                         {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
@@ -223,7 +248,7 @@ async def _work(opts: Options, wid: int, share: int, start_at: float, out: Any) 
 
     async def one(k: int) -> None:
         await asyncio.sleep(max(0.0, start_at + opts.ramp * k / max(1, share) - time.monotonic()))
-        await Listener(host, port, opts.space or "", stats, until).run()
+        await Listener([(host, port)], opts.space or "", stats, until).run()
 
     async def report() -> None:
         while True:

@@ -3,10 +3,16 @@ Redis, a media node, two API workers and two nginx edges, each a real process.""
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
+import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +21,25 @@ from tests.audio import listen_live, tone_share, whip_publish
 from tests.e2e.test_live_audio import api_token
 from tests.helpers import create_space, join, sign_up
 from tribune.cluster import Cluster, running_cluster
+
+
+def simulator() -> ModuleType:
+    """bench/listeners.py, the simulated players (not a package: loaded from its file)."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "listeners.py"
+    spec = importlib.util.spec_from_file_location("tribune_bench_listeners", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def address(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    return parts.hostname, parts.port
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +56,8 @@ async def test_listeners_on_both_edges_hear_the_speaker_and_one_edge_can_go(
 ) -> None:
     """A host and a speaker work through edge 1 (API workers behind it forward WHIP to the
     media node); listeners on edge 1 and edge 2 hear the same 440 Hz. Stopping edge 1
-    leaves edge 2's listeners playing."""
+    leaves edge 2's listeners playing, and a simulated player that was on edge 1 carries on
+    from edge 2 within 5 s."""
     one, two = cluster.edges
     host = sign_up(one)
     sid = create_space(host, title="Cluster")["id"]
@@ -53,10 +79,33 @@ async def test_listeners_on_both_edges_hear_the_speaker_and_one_edge_can_go(
             state = (await client.get(f"/api/spaces/{sid}/state")).json()
         assert state["listeners"]["concurrent"] >= 2  # counted across workers (Redis)
 
-        cluster.stop("edge-1")
-        after = time.time()
-        heard = await listen_live(two, playlists[two], after, 2.0)
-        assert tone_share(heard, 440) > 0.3
+        sim: Any = simulator()
+        player = sim.Listener([address(one), address(two)], sid, sim.Stats(), time.monotonic() + 60)
+        playing = asyncio.create_task(player.run())
+        try:
+            deadline = time.monotonic() + 10
+            while len(player.arrivals) < 3:  # playing through edge 1
+                assert time.monotonic() < deadline, player.stats
+                await asyncio.sleep(0.1)
+            assert player.using == 0
+
+            cluster.stop("edge-1")
+            stopped = time.monotonic()
+            after = time.time()
+            heard = await listen_live(two, playlists[two], after, 2.0)
+            assert tone_share(heard, 440) > 0.3  # edge 2's listeners play on
+
+            while not any(t > stopped for t in player.arrivals):
+                assert time.monotonic() - stopped < 5, "the player did not recover in 5 s"
+                await asyncio.sleep(0.05)
+            recovered = min(t for t in player.arrivals if t > stopped) - stopped
+            print(f"\nthe simulated player got a part from edge 2 {recovered:.2f} s after")
+            assert recovered < 5
+            assert (player.using, player.failovers) == (1, 1)
+            assert player.stats.errors == 0
+        finally:
+            player.until = 0
+            await asyncio.wait_for(playing, 10)
     finally:
         await pub.close()
     with httpx.Client(base_url=two, cookies=host.cookies) as client:
