@@ -128,9 +128,10 @@ def _binary() -> str:
 
 
 @contextlib.contextmanager
-def running_redis(root: Path | None = None) -> Iterator[str]:
-    """Yield ``redis://127.0.0.1:PORT/0`` for a fresh server (no persistence)."""
-    port = free_port()
+def running_redis(root: Path | None = None, port: int | None = None) -> Iterator[str]:
+    """Yield ``redis://127.0.0.1:PORT/0`` for a fresh server (no persistence), on ``port``
+    or a free one."""
+    port = port or free_port()
     root = Path(tempfile.mkdtemp(prefix="tribune-redis-", dir=root))
     proc = subprocess.Popen(
         [

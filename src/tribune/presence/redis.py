@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from tribune.presence.base import ListenerCounts
 
@@ -62,6 +63,8 @@ class RedisPresence:
         self._pending: defaultdict[tuple[str, int], set[str]] = defaultdict(set)
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._last: dict[str, ListenerCounts] = {}
+        self._unreachable = False
 
     def _bucket_key(self, space_id: str, bucket: int) -> str:
         return f"{self.prefix}:{{{space_id}}}:b:{bucket}"
@@ -97,17 +100,34 @@ class RedisPresence:
                 pipe.pfadd(key, *ids)
                 pipe.expire(key, self._ttl)
                 pipe.pfadd(self._total_key(space), *ids)
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except Exception:
+                for pending, ids in batch.items():  # keep them for the next flush
+                    self._pending[pending] |= ids
+                raise
 
     async def counts(self, space_id: str) -> ListenerCounts:
-        await self.flush(space_id)
-        now = self._bucket()
-        keys = [self._bucket_key(space_id, b) for b in range(now - self._span, now + 1)]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.pfcount(*keys)
-        pipe.pfcount(self._total_key(space_id))
-        concurrent, total = await pipe.execute()
-        return ListenerCounts(concurrent=int(concurrent), total=int(total))
+        """The counts from Redis; while Redis cannot be reached, the last ones this worker
+        read (listener counts are worth showing slightly stale, not worth an error)."""
+        try:
+            await self.flush(space_id)
+            now = self._bucket()
+            keys = [self._bucket_key(space_id, b) for b in range(now - self._span, now + 1)]
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.pfcount(*keys)
+            pipe.pfcount(self._total_key(space_id))
+            concurrent, total = await pipe.execute()
+        except (RedisError, OSError):
+            if not self._unreachable:
+                logger.exception("presence: Redis unreachable; serving the last counts")
+            self._unreachable = True
+            return self._last.get(space_id, ListenerCounts(0, 0))
+        if self._unreachable:
+            logger.info("presence: Redis reachable again")
+            self._unreachable = False
+        counts = self._last[space_id] = ListenerCounts(int(concurrent), int(total))
+        return counts
 
     async def forget(self, space_id: str, listener_id: str) -> None:
         for (space, _), ids in self._pending.items():
@@ -116,6 +136,7 @@ class RedisPresence:
 
     async def close_space(self, space_id: str) -> ListenerCounts:
         final = await self.counts(space_id)
+        self._last.pop(space_id, None)
         now = self._bucket()
         keys = [self._bucket_key(space_id, b) for b in range(now - self._span - 1, now + 1)]
         await self.redis.delete(*keys, self._total_key(space_id))

@@ -10,6 +10,10 @@ from datetime import UTC, datetime
 
 import httpx
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tribune.admission.ratelimit import MemoryRateLimiter, RateLimiter
 from tribune.admission.tokens import ListenerTokens
@@ -28,6 +32,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def connect_redis(url: str) -> Redis:
+    """A Redis client that survives a restart of Redis: a command on a connection Redis
+    dropped reconnects and is retried (with backoff, for about 3 s) instead of failing the
+    request that sent it, so a decision made just as Redis comes back still reaches the
+    other workers."""
+    return Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 8),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
 def _shared_state(settings: Settings) -> tuple[Presence, RateLimiter, EventBus]:
     """In-process state for the embedded default; Redis when ``TRIBUNE_REDIS_URL`` is set,
     so that every worker sees the same counts, limits and events."""
@@ -42,7 +58,7 @@ def _shared_state(settings: Settings) -> tuple[Presence, RateLimiter, EventBus]:
     from tribune.presence.redis import RedisPresence
 
     def connect() -> Redis:  # one pool each: pub/sub holds a connection of its own
-        return Redis.from_url(settings.redis_url)  # type: ignore[arg-type]
+        return connect_redis(settings.redis_url)  # type: ignore[arg-type]
 
     return (
         RedisPresence(connect(), settings.presence_window_s),
@@ -79,7 +95,7 @@ class Runtime:
         if settings.media_url and not settings.media:
             media_client = httpx.AsyncClient(base_url=settings.media_url, timeout=20)
         return cls(
-            redis=Redis.from_url(settings.redis_url) if settings.redis_url else None,
+            redis=connect_redis(settings.redis_url) if settings.redis_url else None,
             media_client=media_client,
             settings=settings,
             secret=secret,
