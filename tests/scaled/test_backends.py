@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -97,7 +98,15 @@ async def test_an_event_published_by_one_worker_reaches_anothers_subscriber(
     b = RedisEventBus(Redis.from_url(redis_url), prefix=prefix)
     try:
         async with b.subscribe("s") as sub:
-            await asyncio.sleep(0.05)  # the SUBSCRIBE reaches Redis
+            channel = f"{prefix}:{{s}}"
+            probe = Redis.from_url(redis_url)
+            try:  # wait until Redis has the subscription, or the event would go nowhere
+                deadline = time.monotonic() + 5
+                while dict(await probe.pubsub_numsub(channel)).get(channel.encode(), 0) < 1:
+                    assert time.monotonic() < deadline, "the subscription never reached Redis"
+                    await asyncio.sleep(0.01)
+            finally:
+                await probe.aclose()
             sent = await a.publish("s", "space.state", {"old": "live", "new": "ended"})
             got = await sub.get(2)
             assert got is not None
