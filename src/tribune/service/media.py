@@ -99,6 +99,25 @@ class MediaHub:
             elif event.type in ("stage.left", "member.removed"):
                 await media.stage.kick(event.data["user_id"])
 
+    async def reconcile(self, room: Room) -> None:
+        """Make the Space's media match the room as stored: its state, who is muted and
+        who is on stage. Events say the same incrementally; this repairs what an event
+        lost on the way (a Redis restart between publisher and media node) left wrong."""
+        if not self.enabled:
+            return
+        if room.state is not SpaceState.LIVE:
+            await self.close_space(room.id)
+            return
+        media = self._live.get(room.id) or await self.open(room)
+        want = {m.user_id for m in room.members.values() if m.muted}
+        have = media.stage.muted()
+        for user_id in want - have:
+            media.stage.set_muted(user_id, True)
+        for user_id in have - want:
+            media.stage.set_muted(user_id, False)
+        for user_id in set(media.stage.sessions().values()) - set(room.members):
+            await media.stage.kick(user_id)
+
     def live_spaces(self) -> list[str]:
         return list(self._live)
 

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 #: the events that change what the media does (see MediaHub.apply)
 MEDIA_EVENTS = frozenset({"space.state", "stage.muted", "stage.left", "member.removed"})
 LEVELS_EVERY_S = 0.25
+RECONCILE_EVERY_S = 1.0
 LEVELS_TTL_MS = 2000
 
 
@@ -91,14 +92,36 @@ class MediaNode:
                     failing_since = time.monotonic()
                     logger.exception("levels: publishing to Redis failed; retrying quietly")
 
+    async def reconcile(self) -> None:
+        """Every second, bring each running Space's media in line with the database: pub/sub
+        keeps nothing, so an event published while this node was reconnecting to Redis is
+        gone, and only a look at the stored room repairs what it would have changed."""
+        if self.rt.redis is None:
+            return  # one process: every decision is applied where it is made
+        while True:
+            await asyncio.sleep(RECONCILE_EVERY_S)
+            for space_id in self.rt.media.live_spaces():
+                try:
+                    await self.rt.media.reconcile(await self.spaces.get(space_id))
+                except NotFound:
+                    await self.rt.media.close_space(space_id)
+                except Exception:
+                    logger.exception("media: reconciling Space %s failed", space_id)
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Follow other workers' decisions and publish levels while the block runs."""
-        levels = asyncio.create_task(self.publish_levels(), name="media levels")
+        """Follow other workers' decisions, reconcile with the database and publish levels
+        while the block runs."""
+        tasks = [
+            asyncio.create_task(self.publish_levels(), name="media levels"),
+            asyncio.create_task(self.reconcile(), name="media reconcile"),
+        ]
         try:
             async with self.rt.bus.follow_others(self.handle):
                 yield
         finally:
-            levels.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await levels
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

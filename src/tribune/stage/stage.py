@@ -318,6 +318,10 @@ class Stage:
             self._muted.discard(user_id)
         logger.info("stage %s: %s %s", self.space_id, user_id, "muted" if muted else "unmuted")
 
+    def muted(self) -> set[str]:
+        """Who is muted on the server now."""
+        return set(self._muted)
+
     def add_local_source(self, user_id: str, source: LocalSource) -> None:
         """A speaker without a connection (a demo voice): ``source(n)`` gives each tick's
         ``n`` float32 mono samples. A source that raises or returns the wrong shape is
