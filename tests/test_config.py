@@ -39,3 +39,12 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("TRIBUNE_PORT", "not-a-port")
     with pytest.raises(ValueError, match="port"):
         Settings()
+
+
+def test_edges_are_a_list_of_base_urls(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, edges=" http://10.0.0.7:8080/, https://e2.example ")
+    assert settings.edge_urls() == ["http://10.0.0.7:8080", "https://e2.example"]
+    assert Settings(data_dir=tmp_path).edge_urls() == []
+    for bad in ("10.0.0.7:8080", "http://e/x", "ftp://e"):
+        with pytest.raises(ValueError, match="TRIBUNE_EDGES"):
+            Settings(data_dir=tmp_path, edges=bad).edge_urls()

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     #: e.g. http://10.0.0.5:8100. WHIP requests are forwarded there; control decisions
     #: reach it over Redis (TRIBUNE_REDIS_URL), as do its speaking levels.
     media_url: str | None = None
+    #: In the media process: the edges' internal base URLs, comma-separated (e.g.
+    #: http://10.0.0.7:8080,http://10.0.0.8:8080). Each part of every live Space is pushed
+    #: to each edge's stream channel, from which the edge serves /listen/ itself.
+    edges: str | None = None
     #: 32+ random bytes, hex or any string; generated and persisted when absent.
     secret_key: SecretStr | None = None
     #: Public origin (scheme://host[:port]) used in absolute URLs and the Origin check.
@@ -62,6 +66,16 @@ class Settings(BaseSettings):
     media: bool = True
     #: Start a demo Space with synthetic speakers (``tribune serve --demo``).
     demo: bool = False
+
+    def edge_urls(self) -> list[str]:
+        """TRIBUNE_EDGES as a list of http(s) base URLs (ValueError if one is not)."""
+        urls = [u.strip().rstrip("/") for u in (self.edges or "").split(",") if u.strip()]
+        for url in urls:
+            if not url.startswith(("http://", "https://")) or "/" in url.split("://", 1)[1]:
+                raise ValueError(
+                    f"TRIBUNE_EDGES: {url!r} is not a base URL like http://10.0.0.7:8080"
+                )
+        return urls
 
     def resolved_database_url(self) -> str:
         if self.database_url:

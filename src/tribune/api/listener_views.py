@@ -23,6 +23,9 @@ def join_response(services: Services, joined: Joined) -> Response:
             "reactions": f"{base}/reactions",
             # signed for this listener: the token is part of the path (see api.routes.hls)
             "playlist": f"/hls/{joined.space_id}/{joined.token}/live.m3u8",
+            # the same audio as one long response (api.routes.stream), and its init section
+            "stream": f"/listen/{joined.space_id}/{joined.token}",
+            "init": f"/hls/{joined.space_id}/{joined.token}/init.mp4",
         },
     }
     # orjson straight to bytes, no response model: this is the hottest write we have.

@@ -150,6 +150,15 @@ class Broadcast:
         return self._live.next_msn
 
     @property
+    def parts_per_segment(self) -> int:
+        return self._live.parts_per_segment
+
+    @property
+    def ended(self) -> bool:
+        """The playlist is complete (closed): no part will be added any more."""
+        return self._live.ended
+
+    @property
     def last_part(self) -> tuple[int, int] | None:
         return self._live.last_part
 

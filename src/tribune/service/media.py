@@ -13,6 +13,7 @@ import numpy as np
 
 from tribune.broadcast import Broadcast, CodecName
 from tribune.rooms.space import Room, RoomEvent, SpaceState
+from tribune.service.edge_feed import EdgeFeed
 from tribune.stage import Stage
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,16 @@ def run_directories(root: Path, space_id: str) -> list[Path]:
 
 
 class MediaHub:
-    def __init__(self, recordings: Path, codec: CodecName = "aac", enabled: bool = True) -> None:
+    def __init__(
+        self,
+        recordings: Path,
+        codec: CodecName = "aac",
+        enabled: bool = True,
+        feed: EdgeFeed | None = None,
+    ) -> None:
         self.recordings = recordings
+        #: pushes every part to the edges' streams (TRIBUNE_EDGES), if there are edges
+        self.feed = feed
         self.codec = codec
         #: off in an API-only worker: nothing is started, ``get`` finds nothing
         self.enabled = enabled
@@ -70,6 +79,8 @@ class MediaHub:
                 stage.set_muted(member.user_id, True)
         await stage.start()
         media = self._live[room.id] = LiveMedia(room.id, stage, broadcast, directory)
+        if self.feed is not None:
+            self.feed.follow(room.id, broadcast)
         logger.info("space %s: media started, recording to %s", room.id, directory)
         return media
 
@@ -79,6 +90,8 @@ class MediaHub:
             return
         await media.stage.close()
         await media.broadcast.close()
+        if self.feed is not None:
+            await self.feed.unfollow(space_id)
         logger.info("space %s: media stopped", space_id)
 
     async def apply(self, room: Room, events: list[RoomEvent]) -> None:
@@ -131,3 +144,5 @@ class MediaHub:
         self._closed = True
         for space_id in list(self._live):
             await self.close_space(space_id)
+        if self.feed is not None:
+            await self.feed.close()

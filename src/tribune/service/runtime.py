@@ -22,6 +22,7 @@ from tribune.events.base import EventBus
 from tribune.events.memory import MemoryEventBus
 from tribune.presence.base import Presence
 from tribune.presence.memory import MemoryPresence
+from tribune.service.edge_feed import EdgeFeed, publish_key
 from tribune.service.media import MediaHub
 from tribune.store.db import Database
 
@@ -108,6 +109,11 @@ class Runtime:
                 settings.data_dir / "recordings",
                 codec=settings.audio_codec,
                 enabled=settings.media,
+                feed=(
+                    EdgeFeed(settings.edge_urls(), publish_key(secret))
+                    if settings.media and settings.edge_urls()
+                    else None
+                ),
             ),
         )
 

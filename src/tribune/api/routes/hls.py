@@ -37,7 +37,7 @@ class BadHLSRequest(InvalidInput):
     title = "Bad HLS request"
 
 
-def _media(services: Services, space_id: str, token: str) -> LiveMedia:
+def live_media(services: Services, space_id: str, token: str) -> LiveMedia:
     listener = services.runtime.listener_tokens.verify(token)
     if listener.space_id != space_id:
         raise PermissionDenied("this listener token is for another Space")
@@ -60,7 +60,7 @@ def _int_param(request: Request, name: str) -> int | None:
 async def live_playlist(
     space_id: str, token: str, request: Request, services: ServicesDep
 ) -> Response:
-    media = _media(services, space_id, token)
+    media = live_media(services, space_id, token)
     msn = _int_param(request, "_HLS_msn")
     part = _int_param(request, "_HLS_part")
     if part is not None and msn is None:
@@ -76,7 +76,7 @@ async def live_playlist(
 
 @router.get("/init.mp4", summary="Initialization section")
 async def init_section(space_id: str, token: str, services: ServicesDep) -> Response:
-    media = _media(services, space_id, token)
+    media = live_media(services, space_id, token)
     return Response(
         media.broadcast.init_bytes(), media_type=MP4, headers={"Cache-Control": IMMUTABLE}
     )
@@ -84,7 +84,7 @@ async def init_section(space_id: str, token: str, services: ServicesDep) -> Resp
 
 @router.get("/{name}", summary="A part (partN.i.m4s) or a segment (segN.m4s)")
 async def media_file(name: str, space_id: str, token: str, services: ServicesDep) -> Response:
-    media = _media(services, space_id, token)
+    media = live_media(services, space_id, token)
     if match := _PART.match(name):
         msn, index = int(match.group(1)), int(match.group(2))
         data = media.broadcast.part_bytes(msn, index)
