@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-TEST_DEBS  := fonts-noto-color-emoji postgresql redis-server nginx-light libnginx-mod-http-js ffmpeg chromium gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
-BENCH_DEBS := wrk ffmpeg
+TEST_DEBS  := fonts-noto-color-emoji postgresql redis-server nginx-light libnginx-mod-http-js libnginx-mod-nchan ffmpeg chromium gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
+BENCH_DEBS := wrk ffmpeg icecast2 nginx-light libnginx-mod-http-js libnginx-mod-nchan
 HLSJS      := src/tribune/web/static/vendor/hls.min.js
 
 .PHONY: run test lint format bench cluster setup system-deps-test system-deps-bench clean
@@ -53,6 +53,7 @@ format: $(STAMP)
 bench: setup system-deps-bench
 	$(BIN)/python bench/join.py
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/fanout.py
 
 system-deps-test:
 	@bash scripts/system-deps.sh $(TEST_DEBS)

@@ -48,7 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _edge_config(args: argparse.Namespace) -> int:
     # Imported here: `tribune serve` does not need it.
-    from tribune.edge import EdgeConfig, Origin, listener_key, write_edge
+    from tribune.edge import EdgeConfig, Origin, listener_key, publish_key, write_edge
     from tribune.edge.config import part_us
 
     settings = Settings()
@@ -64,10 +64,12 @@ def _edge_config(args: argparse.Namespace) -> int:
     here = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
     try:
         origins = tuple(Origin.parse(url) for url in (args.origin or [f"{here}:{settings.port}"]))
+        secret = settings.resolved_secret()
         cfg = EdgeConfig(
             origins=origins,
             media_origin=Origin.parse(args.media_origin) if args.media_origin else origins[0],
-            listener_key=listener_key(settings.resolved_secret()),
+            listener_key=listener_key(secret),
+            publish_key=publish_key(secret),
             cache_dir=args.cache_dir.resolve(),
             listen=args.listen,
             rate=args.rate,
@@ -86,6 +88,9 @@ def _edge_config(args: argparse.Namespace) -> int:
             error_log=args.error_log,
             access_log=args.access_log.resolve() if args.access_log else None,
             njs_module=args.njs_module,
+            stream=args.stream,
+            stream_conns=args.stream_conns,
+            nchan_module=args.nchan_module,
         )
         conf, script = write_edge(cfg, args.out)
     except ValueError as exc:  # EdgeConfigError, or a secret that is too short
@@ -93,8 +98,8 @@ def _edge_config(args: argparse.Namespace) -> int:
         return 2
     print(
         f"wrote {conf} and {script}: edge on {cfg.listen} in front of "
-        f"{', '.join(str(o) for o in cfg.origins)} (audio from {cfg.media_origin}); "
-        f"check it with: nginx -t -c {conf}",
+        f"{', '.join(str(o) for o in cfg.origins)} (audio from {cfg.media_origin}; "
+        f"stream at /listen/ {'on' if cfg.stream else 'off'}); check it with: nginx -t -c {conf}",
         flush=True,
     )
     return 0
@@ -106,9 +111,11 @@ def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="write an nginx config for an edge in front of origins (docs/edges.md)",
         description="Write a complete nginx.conf (and the njs script beside it) for an edge: "
         "it checks listeners' signed URLs, caches the audio and the room state for everyone, "
-        "collapses identical requests into one origin fetch and rate-limits per address. "
-        "The listener-token key is derived from the secret in TRIBUNE_SECRET_KEY or "
-        "TRIBUNE_DATA_DIR/secret.key, as on the origin; the secret itself is not written.",
+        "collapses identical requests into one origin fetch and rate-limits per address; "
+        "it also serves the stream (/listen/: one response per listener, nchan), which the "
+        "media process feeds. The listener-token and publish keys are derived from the secret "
+        "in TRIBUNE_SECRET_KEY or TRIBUNE_DATA_DIR/secret.key, as on the origin; the secret "
+        "itself is not written.",
     )
     edge.add_argument("--out", type=Path, required=True, help="the nginx.conf to write (mode 0600)")
     edge.add_argument(
@@ -172,6 +179,23 @@ def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--njs-module",
         default="/usr/lib/nginx/modules/ngx_http_js_module.so",
         help="the njs module to load (Debian: libnginx-mod-http-js)",
+    )
+    edge.add_argument(
+        "--no-stream",
+        dest="stream",
+        action="store_false",
+        help="do not serve the stream (/listen/; then nchan is not needed): listeners use /hls/",
+    )
+    edge.add_argument(
+        "--stream-conns",
+        type=int,
+        default=20,
+        help="streams (/listen/) open at once per address (20)",
+    )
+    edge.add_argument(
+        "--nchan-module",
+        default="/usr/lib/nginx/modules/ngx_nchan_module.so",
+        help="the nchan module to load for the stream (Debian: libnginx-mod-nchan)",
     )
     edge.set_defaults(func=_edge_config)
 

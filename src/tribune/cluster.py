@@ -3,7 +3,8 @@
     PostgreSQL + Redis          (shared state; devservers.py)
     1 media node                tribune serve, media on: stages, broadcasts, recordings
     2 API workers               tribune serve, TRIBUNE_MEDIA=false, TRIBUNE_MEDIA_URL=node
-    2 edges                     nginx + njs from `tribune edge-config`: listeners come here
+    2 edges                     nginx + njs + nchan from `tribune edge-config`: listeners
+                                come here; the media node pushes every part to their streams
 
 all on 127.0.0.1, every process its own, sharing one secret and one data directory (so
 replays work from any worker). Operators see what runs where; tests drive it through
@@ -28,6 +29,7 @@ from pathlib import Path
 from tribune.devservers import free_port, running_postgres, running_redis
 
 NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
 
 
 @dataclass
@@ -78,10 +80,10 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
 def running_cluster(directory: Path, *, api_workers: int = 2, edges: int = 2) -> Iterator[Cluster]:
     """Start the whole cluster under ``directory``; yields it once every part answers."""
     nginx = shutil.which("nginx")
-    if nginx is None or not NJS_MODULE.exists():
+    if nginx is None or not NJS_MODULE.exists() or not NCHAN_MODULE.exists():
         raise RuntimeError(
-            "the edges need nginx with njs (Debian: apt-get install nginx-light "
-            "libnginx-mod-http-js)"
+            "the edges need nginx with njs and nchan (Debian: apt-get install nginx-light "
+            "libnginx-mod-http-js libnginx-mod-nchan)"
         )
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -121,7 +123,10 @@ def running_cluster(directory: Path, *, api_workers: int = 2, edges: int = 2) ->
             return url
 
         # The media node first: it applies the migrations before anyone else connects.
-        media = serve("media", free_port(), {"TRIBUNE_MEDIA": "true"})
+        # It pushes every part to the edges' streams (their ports are chosen now).
+        edge_ports = [free_port() for _ in range(edges)]
+        feeds = ",".join(f"http://127.0.0.1:{port}" for port in edge_ports)
+        media = serve("media", free_port(), {"TRIBUNE_MEDIA": "true", "TRIBUNE_EDGES": feeds})
         apis = [
             serve(f"api-{n}", free_port(), {"TRIBUNE_MEDIA": "false", "TRIBUNE_MEDIA_URL": media})
             for n in range(1, api_workers + 1)
@@ -132,7 +137,7 @@ def running_cluster(directory: Path, *, api_workers: int = 2, edges: int = 2) ->
             (home / "cache").mkdir(parents=True, exist_ok=True)
             for path in (directory, home, home / "cache"):
                 path.chmod(0o755)  # the workers run as nobody when started as root
-            port = free_port()
+            port = edge_ports[n - 1]
             cmd = [
                 *_tribune(), "edge-config", "--out", str(home / "nginx.conf"),
                 *(arg for api in apis for arg in ("--origin", api)),

@@ -21,7 +21,8 @@ from tests.broadcast.hls import ticks, tone
 from tests.broadcast.test_blocking import push
 from tribune.broadcast import Broadcast
 from tribune.broadcast.stream import backlog_start, following, parts
-from tribune.service.edge_feed import PUBLISH_HEADER, EdgeFeed, publish_key
+from tribune.edge.config import PUBLISH_HEADER, publish_key
+from tribune.service.edge_feed import EdgeFeed
 
 TICKS_PER_PART = 17  # 16 AAC frames of 1024 = 16,384 samples; ticks of 960
 

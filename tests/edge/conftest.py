@@ -4,7 +4,8 @@ The origin is the app itself (media on) under uvicorn in a thread, wrapped in an
 counter: the app's code is untouched, and "the origin saw N requests for this" is read
 from what actually reached it. Each edge is Debian's nginx with njs, configured by
 ``tribune edge-config`` and run in the foreground on a free loopback port with its own
-temporary directory; as root its workers run as ``nobody``, as in production.
+temporary directory; as root its workers run as ``nobody``, as in production. Edges serve
+the stream (/listen/, nchan) unless told ``--no-stream``; the tests feed it themselves.
 """
 
 from __future__ import annotations
@@ -36,17 +37,20 @@ from tribune.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+DEBS = ("nginx-light", "libnginx-mod-http-js", "libnginx-mod-nchan")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def nginx() -> str:
-    """nginx and its njs module (nginx-light, libnginx-mod-http-js), installed if missing."""
-    if not (shutil.which("nginx") and NJS_MODULE.exists()):
+    """nginx with its njs and nchan modules (Debian packages), installed if missing."""
+    if not (shutil.which("nginx") and NJS_MODULE.exists() and NCHAN_MODULE.exists()):
         script = ROOT / "scripts" / "system-deps.sh"
-        subprocess.run(["bash", str(script), "nginx-light", "libnginx-mod-http-js"], check=True)
+        subprocess.run(["bash", str(script), *DEBS], check=True)
     found = shutil.which("nginx")
     assert found, "nginx could not be installed"
     assert NJS_MODULE.exists(), "njs could not be installed"
+    assert NCHAN_MODULE.exists(), "nchan could not be installed"
     return found
 
 
@@ -259,6 +263,7 @@ def start_edge(origin: Origin, nginx: str) -> Iterator[Callable[..., Edge]]:
 UNLIMITED = (
     *("--rate", "100000", "--burst", "100000"),
     *("--api-rate", "100000", "--api-burst", "100000"),
+    *("--stream-conns", "65535"),
 )
 
 

@@ -8,14 +8,16 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.edge.conftest import Origin, write_config
 from tribune.admission.tokens import derive_key
 from tribune.cli import main as tribune_main
-from tribune.edge import EdgeConfig, EdgeConfigError
+from tribune.edge import EdgeConfig, EdgeConfigError, publish_key
 from tribune.edge import Origin as OriginAddress
+from tribune.edge.config import publish_key_digest
 
 
 def test_generated_config_passes_nginx_t(origin: Origin, nginx: str, tmp_path: Path):
@@ -38,10 +40,13 @@ def test_generated_config_passes_nginx_t(origin: Origin, nginx: str, tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
+    assert "[warn]" not in done.stderr
     # It stands alone: the njs script is beside it, the module loaded by path.
     text = (tmp_path / "nginx.conf").read_text()
     assert f"js_import tribune from {tmp_path / 'tribune-edge.js'};" in text
     assert "load_module /usr/lib/nginx/modules/ngx_http_js_module.so;" in text
+    # The stream is on by default: nchan is loaded too.
+    assert "load_module /usr/lib/nginx/modules/ngx_nchan_module.so;" in text
 
 
 def test_only_the_derived_key_is_written(origin: Origin, tmp_path: Path):
@@ -53,6 +58,11 @@ def test_only_the_derived_key_is_written(origin: Origin, tmp_path: Path):
     assert origin.secret.decode() not in text + script
     assert origin.secret.hex() not in text + script
     assert derive_key(origin.secret, "listener-token").hex() in text
+    # Of the publish key, only its SHA-256: the file cannot be used to publish.
+    key = derive_key(origin.secret, "edge-publish")
+    assert publish_key(origin.secret) == key
+    assert key.hex() not in text + script
+    assert f"js_var $tribune_publish_key_sha256 {publish_key_digest(key)};" in text
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600
     # The token travels to the origin in the path; the cache key never contains it.
     assert "proxy_cache_key $tribune_cache_key;" in text
@@ -81,6 +91,9 @@ def test_without_a_secret_it_writes_nothing(tmp_path: Path, monkeypatch, capsys)
         (["--listen", "0.0.0.0:80; include /etc/passwd"], "listen"),
         (["--rate", "0"], "rate must be at least 1"),
         (["--user", "www-data; daemon off"], "user"),
+        (["--stream-conns", "0"], "stream_conns must be at least 1"),
+        (["--stream-conns", "70000"], "at most 65535"),
+        (["--nchan-module", "/x.so; evil"], "may only contain"),
     ],
 )
 def test_refuses_what_would_break_or_inject(
@@ -106,6 +119,35 @@ def test_several_origins_share_the_api_and_one_makes_the_audio(origin: Origin, t
     assert "10.0.0.9:8001" in media.group(1)
     assert "keepalive" in media.group(1)
     assert "10.0.0.2" not in media.group(1)
+
+
+def test_without_the_stream_no_nchan(origin: Origin, nginx: str, tmp_path: Path):
+    """--no-stream: no nchan module (it need not be installed), no publish key, and nginx -t
+    accepts it."""
+    (tmp_path / "cache").mkdir()
+    flags = ["--no-stream", "--nchan-module", "/nonexistent/nchan.so"]
+    assert write_config(origin, tmp_path, 8089, *flags) == 0
+    text = (tmp_path / "nginx.conf").read_text()
+    assert "nchan" not in text
+    assert "tribune_publish_key_sha256" not in text
+    assert "location /listen/ {" in text
+    done = subprocess.run(
+        [nginx, "-t", "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_stream_needs_the_publish_key():
+    def config(**fields: Any) -> EdgeConfig:
+        origin = OriginAddress("a", 1)
+        return EdgeConfig((origin,), origin, b"k" * 32, Path("/c"), **fields)
+
+    with pytest.raises(EdgeConfigError, match="publish key"):
+        config()
+    with pytest.raises(EdgeConfigError, match="publish key"):
+        config(publish_key=b"short")
+    assert not config(stream=False).stream
+    assert config(publish_key=b"p" * 32).stream
 
 
 def test_origin_addresses():

@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.audio import listen_live, tone_share, whip_publish
+from tests.audio import decode, listen_live, tone_share, whip_publish
 from tests.e2e.test_live_audio import api_token
+from tests.e2e.test_stream import read_stream, whole
 from tests.helpers import create_space, join, sign_up
 from tribune.cluster import Cluster, running_cluster
 
@@ -75,6 +76,19 @@ async def test_listeners_on_both_edges_hear_the_speaker_and_one_edge_can_go(
         for edge in (one, two):
             heard = await listen_live(edge, playlists[edge], since, 2.0)
             assert tone_share(heard, 440) > 0.3, edge
+        # The stream: each edge serves it from what the media node pushed to it.
+        for edge in (one, two):
+            with httpx.Client(base_url=edge) as guest:
+                urls = join(guest, sid)["urls"]
+                init = guest.get(urls["init"]).content
+            _, body, headers = await read_stream(edge, urls["stream"], 2.5)
+            assert headers.get("x-cache-status") is None  # nchan, not the proxy
+            with tempfile.NamedTemporaryFile(suffix=".mp4") as f:
+                f.write(init + whole(body))
+                f.flush()
+                streamed = await asyncio.to_thread(decode, f.name)
+            assert len(streamed) >= 2 * 48_000, edge
+            assert tone_share(streamed, 440) > 0.3, edge
         async with httpx.AsyncClient(base_url=two) as client:
             state = (await client.get(f"/api/spaces/{sid}/state")).json()
         assert state["listeners"]["concurrent"] >= 2  # counted across workers (Redis)

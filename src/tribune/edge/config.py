@@ -8,10 +8,13 @@ that do not depend on the distribution's defaults. Run it with
 Only the *derived* listener-token key goes into the file (``derive_key(secret,
 "listener-token")``), never the origin's secret: an edge can check listener tokens, and a
 stolen edge config can forge nothing but listener tokens (rotate the secret to revoke).
+Of the publish key the media process feeds the edges' streams with (``derive_key(secret,
+"edge-publish")``) the file holds only a SHA-256: an edge can check it, not send it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -27,6 +30,8 @@ from tribune.broadcast.media import CODECS, PARTS_PER_SEGMENT, SAMPLE_RATE, Code
 
 #: where Debian's libnginx-mod-http-js puts the module
 NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
+#: ... and libnginx-mod-nchan (the stream: one long response per listener)
+NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 #: the njs script, a package data file copied beside the nginx.conf
 SCRIPT = "tribune_edge.js"
 SCRIPT_OUT = "tribune-edge.js"
@@ -40,6 +45,23 @@ NEGATIVE = "404 422 500 502 503 504 1s"
 #: the query string of a blocking playlist request, rebuilt from its two parameters
 BLOCKING_ARGS = "_HLS_msn=$arg__HLS_msn$tribune_part_arg"
 
+#: The stream (/listen/): parts a new listener gets at once, the newest ones the edge has
+#: (the origin's ``api.routes.stream.BACKLOG``). nchan keeps exactly this many per Space and
+#: starts each listener at the oldest: nchan 1.3.6 (Debian 12) kills its worker when a
+#: listener asks for "the last N" (``nchan_subscriber_first_message -N``) of a channel that
+#: has no messages (a Space not yet fed, fed long ago, or just ended), see docs/edges.md.
+STREAM_BACKLOG = 2
+#: parts older than this are dropped even if no newer one came (a media process that stopped)
+STREAM_MESSAGE_TIMEOUT_S = 30
+#: a stream that got nothing for this long ends (a Space that ended while nobody listened
+#: here, a media process that stopped): the player then asks the API what happened
+STREAM_IDLE_S = 30
+#: the largest part the media process may publish
+PUBLISH_BODY = "256k"
+#: what the edge answers itself under this prefix (never passed to an origin)
+EDGE_PREFIX = "/_tribune/"
+PUBLISH_HEADER = "X-Tribune-Publish-Key"
+
 
 class EdgeConfigError(ValueError):
     """An option that cannot make a working (or safe) edge; the message says which."""
@@ -49,6 +71,14 @@ _SAFE = re.compile(r"^[A-Za-z0-9_./:@+=,-]+$")
 _SIZE = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
 _USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*( [A-Za-z_][A-Za-z0-9_.-]*)?$")
 _LISTEN = re.compile(r"^(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):)?[0-9]{1,5}$")
+_AT_LEAST_ONE = (
+    "rate",
+    "api_rate",
+    "rate_zone_mb",
+    "worker_connections",
+    "media_ttl_s",
+    "stream_conns",
+)
 
 
 def _safe(value: str, what: str) -> str:
@@ -107,6 +137,9 @@ class EdgeConfig:
     #: the derived listener-token key (32 bytes), see :func:`listener_key`
     listener_key: bytes
     cache_dir: Path
+    #: the key the media process publishes parts with (32 bytes), see :func:`publish_key`;
+    #: needed when ``stream`` is on (only its SHA-256 is written)
+    publish_key: bytes | None = None
     listen: str = "0.0.0.0:8080"
     #: per client address: HLS and room state (a LL-HLS player makes about 6 a second)
     rate: int = 30
@@ -137,6 +170,12 @@ class EdgeConfig:
     error_log: str = "stderr"
     access_log: Path | None = None
     njs_module: str = NJS_MODULE
+    #: serve /listen/{space}/{token}: one long response per listener, fed by the media
+    #: process through /_tribune/publish/{space} (nchan)
+    stream: bool = True
+    #: per client address: streams open at once
+    stream_conns: int = 20
+    nchan_module: str = NCHAN_MODULE
 
     def __post_init__(self) -> None:
         if not self.origins:
@@ -147,9 +186,11 @@ class EdgeConfig:
             raise EdgeConfigError(
                 f"listen {self.listen!r}: give PORT, HOST:PORT or [IPv6]:PORT (e.g. 0.0.0.0:8080)"
             )
-        for name in ("rate", "api_rate", "rate_zone_mb", "worker_connections", "media_ttl_s"):
+        for name in _AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise EdgeConfigError(f"{name} must be at least 1")
+        if self.stream_conns > 65535:
+            raise EdgeConfigError("stream_conns must be at most 65535 (nginx's limit_conn)")
         for name in ("burst", "api_burst"):
             if getattr(self, name) < 0:
                 raise EdgeConfigError(f"{name} must not be negative")
@@ -178,11 +219,28 @@ class EdgeConfig:
                 raise EdgeConfigError("the error log must be 'stderr' or an absolute path")
             _safe(self.error_log, "error log")
         _safe(self.njs_module, "njs module")
+        _safe(self.nchan_module, "nchan module")
+        if self.stream and (self.publish_key is None or len(self.publish_key) != 32):
+            raise EdgeConfigError(
+                "the stream needs the publish key (32 bytes, publish_key(secret)); "
+                "or turn the stream off"
+            )
 
 
 def listener_key(secret: bytes) -> bytes:
     """The key listener tokens are signed with (the edge gets this, never ``secret``)."""
     return derive_key(secret, "listener-token")
+
+
+def publish_key(secret: bytes) -> bytes:
+    """The key the media process publishes parts to the edges' streams with; it sends it
+    as lower-case hex in ``X-Tribune-Publish-Key`` (the edge gets only its SHA-256)."""
+    return derive_key(secret, "edge-publish")
+
+
+def publish_key_digest(key: bytes) -> str:
+    """What the edge compares the header with: SHA-256 of the key's lower-case hex."""
+    return hashlib.sha256(key.hex().encode()).hexdigest()
 
 
 def part_us(codec: CodecName) -> int:
@@ -208,6 +266,8 @@ def _ms(seconds: float) -> str:
 
 
 def _problem(status: int, title: str, detail: str) -> str:
+    # nginx reads it in single quotes, and would expand a $
+    assert not any(c in title + detail for c in "'$\\\""), detail
     slug = "-".join(title.lower().split())
     body = (
         f'{{"type":"urn:tribune:problem:{slug}","title":"{title}","status":{status},'
@@ -254,6 +314,118 @@ def _cache_location(
     return lines
 
 
+def _no_store(indent: str) -> str:
+    """An answer the edge makes itself: problem JSON, never stored."""
+    return (
+        f"{indent}default_type application/problem+json;\n"
+        f"{indent}add_header Cache-Control no-store always;"
+    )
+
+
+def _stream_http(cfg: EdgeConfig) -> str:
+    """The http-level part of the stream: nchan's memory, njs variables, the limit zone."""
+    if not cfg.stream:
+        return ""
+    assert cfg.publish_key is not None  # checked by EdgeConfig
+    return f"""
+    # -- the stream: one long response per listener (nchan), fed by the media process -----
+    nchan_shared_memory_size 128m;
+    # nchan brings many variables: room for them all in the lookup table
+    variables_hash_max_size 2048;
+    js_var $tribune_stream_space;
+    js_var $tribune_no_message_id;
+    # Only the SHA-256 of the publish key: this file cannot be used to publish.
+    js_var $tribune_publish_key_sha256 {publish_key_digest(cfg.publish_key)};
+    js_set $tribune_publish_verdict tribune.publishVerdict;
+    limit_conn_zone $binary_remote_addr zone=tribune_streams:{cfg.rate_zone_mb}m;
+    limit_conn_status 429;
+    limit_conn_log_level warn;
+"""
+
+
+def _stream_locations(cfg: EdgeConfig) -> str:
+    """/listen/ and /_tribune/: the stream's locations, or answers saying it is off."""
+    i = " " * 8
+    not_here = _problem(404, "Not found", "nothing here: this path belongs to the edge")
+    edge_only = f"""\
+{i}# The edge's own paths: answered here, never passed to an origin.
+{i}location {EDGE_PREFIX} {{
+{_no_store(i + "    ")}
+{i}    return 404 {not_here};
+{i}}}
+"""
+    if not cfg.stream:
+        off = _problem(
+            404, "Not found", "this edge does not serve the stream: listen with /hls/ instead"
+        )
+        return f"""\
+{i}# The stream is off on this edge (tribune edge-config --no-stream): players use /hls/.
+{i}location /listen/ {{
+{i}    limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
+{_no_store(i + "    ")}
+{i}    return 404 {off};
+{i}}}
+
+{edge_only}"""
+    forbidden = _problem(
+        403, "Forbidden", f"publishing needs the publish key of this edge in {PUBLISH_HEADER}"
+    )
+    not_allowed = _problem(405, "Method not allowed", "publish with POST, end with DELETE")
+    space = "[A-Za-z0-9_-]{1,64}"
+    return f"""\
+{i}# The stream: /listen/{{space}}/{{listener token}} is one response per listener, into
+{i}# which nginx writes every part the media process publishes (docs/edges.md). The
+{i}# limits come first, then njs checks the token (403, 410) and hands over to nchan.
+{i}location /listen/ {{
+{i}    limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
+{i}    limit_conn tribune_streams {cfg.stream_conns};
+{i}    js_content tribune.listen;
+{i}}}
+
+{i}# The body: fMP4 parts (moof+mdat) back to back, starting with the newest this edge
+{i}# has, then each new one; it ends when the Space does (DELETE below) or after {STREAM_IDLE_S} s
+{i}# without a part. nchan keeps {STREAM_BACKLOG} parts per Space (nchan_message_buffer_length)
+{i}# and a listener starts at the oldest: "first_message -{STREAM_BACKLOG}" would say the same,
+{i}# but makes nchan 1.3.6 abort its worker on a channel without messages.
+{i}location @tribune_stream {{
+{i}    add_header Content-Type audio/mp4;
+{i}    add_header Cache-Control no-store;
+{i}    nchan_subscriber http-raw-stream;
+{i}    nchan_channel_id $tribune_stream_space;
+{i}    nchan_subscriber_first_message oldest;
+{i}    nchan_subscriber_http_raw_stream_separator "";
+{i}    # Where a stream starts is the edge's choice, not the client's: Last-Event-ID and
+{i}    # ?last_event_id are ignored (and njs refuses If-Modified-Since / If-None-Match).
+{i}    nchan_subscriber_last_message_id $tribune_no_message_id;
+{i}    nchan_subscriber_timeout {STREAM_IDLE_S}s;
+{i}}}
+
+{i}# The media process publishes each part here, and DELETEs the channel when the Space
+{i}# ends (which ends its listeners' responses). nchan answers 201 (delivered to listeners
+{i}# here), 202 (stored, no listener yet), 200 or 404 to DELETE. No rate limit: the key
+{i}# is checked (njs, by its SHA-256) before anything else.
+{i}location ~ "^{EDGE_PREFIX}publish/(?<tribune_publish_space>{space})$" {{
+{i}    default_type application/problem+json;
+{i}    if ($tribune_publish_verdict = 403) {{
+{i}        add_header Cache-Control no-store always;
+{i}        return 403 {forbidden};
+{i}    }}
+{i}    if ($tribune_publish_verdict = 405) {{
+{i}        add_header Allow "GET, POST, DELETE" always;
+{i}        add_header Cache-Control no-store always;
+{i}        return 405 {not_allowed};
+{i}    }}
+{i}    client_max_body_size {PUBLISH_BODY};
+{i}    client_body_buffer_size {PUBLISH_BODY};
+{i}    nchan_publisher http;
+{i}    nchan_channel_id $tribune_publish_space;
+{i}    nchan_message_buffer_length {STREAM_BACKLOG};
+{i}    nchan_message_timeout {STREAM_MESSAGE_TIMEOUT_S}s;
+{i}}}
+
+{edge_only}"""
+
+
 def render_nginx_conf(cfg: EdgeConfig, script: Path) -> str:
     """The whole nginx.conf; ``script`` is where the njs file will be."""
     _safe(str(script), "script path")
@@ -269,6 +441,7 @@ def render_nginx_conf(cfg: EdgeConfig, script: Path) -> str:
     media_ttl = f"{cfg.media_ttl_s}s"
     stale_media = "updating error timeout http_500 http_502 http_503 http_504"
     zone_mb = cfg.rate_zone_mb
+    nchan = f"load_module {cfg.nchan_module};\n" if cfg.stream else ""
 
     locations: list[str] = []
     locations += _cache_location(
@@ -335,7 +508,7 @@ def render_nginx_conf(cfg: EdgeConfig, script: Path) -> str:
 # Run: nginx -c THIS_FILE      Test: nginx -t -c THIS_FILE       See docs/edges.md.
 
 load_module {cfg.njs_module};
-{user}
+{nchan}{user}
 worker_processes {cfg.worker_processes};
 worker_rlimit_nofile {cfg.worker_connections * 2};
 pid {cfg.pid};
@@ -397,7 +570,7 @@ http {{
     limit_req_zone $binary_remote_addr zone=tribune_api:{zone_mb}m rate={cfg.api_rate}r/s;
     limit_req_status 429;
     limit_req_log_level warn;
-
+{_stream_http(cfg)}
     # -- origins --------------------------------------------------------------------------
     # The control API: any origin will do.
     upstream tribune_api {{
@@ -465,6 +638,7 @@ http {{
             return 200 '{{"status":"ok"}}';
         }}
 
+{_stream_locations(cfg)}
         # Everything else (join, heartbeat, reactions, WHIP signalling, pages): uncached.
         location / {{
             limit_req zone=tribune_api burst={cfg.api_burst} nodelay;

@@ -1,5 +1,6 @@
 /*
- * Tribune edge (njs 0.7+): checks listeners' signed URLs and collapses LL-HLS requests.
+ * Tribune edge (njs 0.7+): checks listeners' signed URLs, collapses LL-HLS requests, and
+ * guards the stream (/listen/) and its publisher.
  *
  * Loaded by the nginx.conf that `tribune edge-config` writes, which sets the variables
  * read here ($tribune_listener_key, $tribune_cache_root, ...). docs/edges.md says why.
@@ -16,6 +17,11 @@
  *    seen by every worker) and goes to the origin, which holds it until the part exists;
  *    the others wait here, looking for the cache file on a schedule aimed at the moment
  *    the part is due, then are answered from the cache.
+ *
+ * 3. /listen/{space}/{token}, the stream: the token is checked as in 1., then the request
+ *    is handed to nchan (@tribune_stream), which writes every part the media process
+ *    publishes into the one response. The publisher (/_tribune/publish/{space}) must send
+ *    the publish key; the edge knows only its SHA-256.
  *
  * njs 0.7 gives every request its own VM: nothing is shared between requests but nginx
  * variables and the file system. Two costs shaped the code: an exception costs ~25 us (so
@@ -34,6 +40,11 @@ var EXPIRY = /^[0-9]{1,15}$/;
 var HLS_PATH = /^\/hls\/([^\/]+)\/([^\/]+)\/([^\/]+)$/;
 var PART = /^part([0-9]{1,9})\.([0-9]{1,3})\.m4s$/;
 var SEGMENT = /^seg([0-9]{1,9})\.m4s$/;
+var LISTEN_PATH = /^\/listen\/([A-Za-z0-9_-]{1,64})\/([^\/]+)$/;
+/* for the access log: the token of /listen/{space}/{token}..., and anything like a token */
+var LISTEN_TOKEN = /^(\/listen\/[^\/]+\/)[^\/]+/;
+var ANY_TOKEN = /\/tbl_[^\/]*/g;
+var PUBLISH_HEADER = 'X-Tribune-Publish-Key';
 
 /*
  * When a waiter looks for the cache file, relative to when the part is due (ms): few
@@ -100,8 +111,8 @@ function verifyToken(token, space, keyHex, nowSeconds) {
     return verdict(true, 200, '');
 }
 
-var TITLES = {403: 'Forbidden', 404: 'Not found', 405: 'Method not allowed', 410: 'Gone',
-              422: 'Invalid input'};
+var TITLES = {400: 'Bad request', 403: 'Forbidden', 404: 'Not found',
+              405: 'Method not allowed', 410: 'Gone', 422: 'Invalid input'};
 
 /* An RFC 9457 problem, like the origin's (api/problems.py). */
 function problem(r, status, detail) {
@@ -187,7 +198,8 @@ function cacheKey(r) {
 /* js_set $tribune_log_uri: the URI with the token left out, for the access log. */
 function logUri(r) {
     var m = HLS_PATH.exec(r.uri);
-    var uri = m ? '/hls/' + m[1] + '/-/' + m[3] : r.uri;
+    var uri = m ? '/hls/' + m[1] + '/-/' + m[3]
+                : r.uri.replace(LISTEN_TOKEN, '$1-').replace(ANY_TOKEN, '/-');
     return r.variables.args ? uri + '?' + r.variables.args : uri;
 }
 
@@ -397,4 +409,62 @@ function wait(r, req, file, claimed, start, holdMs) {
     setTimeout(check, delay(start));
 }
 
-export default {hls, cacheKey, logUri};
+/* -- the stream ------------------------------------------------------------------------ */
+
+/*
+ * js_content for /listen/{space}/{token}. limit_req and limit_conn have run; the token is
+ * checked, then nchan takes over (@tribune_stream, channel $tribune_stream_space). njs runs
+ * once per listening session here, but its VM stays with the request until the stream
+ * ends (docs/edges.md: about 40 KB per listener).
+ */
+function listen(r) {
+    if (r.method !== 'GET') {
+        r.headersOut['Allow'] = 'GET';
+        return problem(r, 405, 'the stream is read-only: use GET');
+    }
+    var m = LISTEN_PATH.exec(r.uri);
+    if (!m) {
+        return problem(r, 404, 'no such stream: /listen/{space}/{listener token}');
+    }
+    var v = r.variables;
+    var checked = verifyToken(m[2], m[1], v.tribune_listener_key, Date.now() / 1000);
+    if (!checked.ok) {
+        return problem(r, checked.status, checked.detail);
+    }
+    /* nchan would read a message id from these and start there, and nchan 1.3.6 can crash
+     * on some (docs/edges.md): the edge decides where a stream starts. */
+    var h = r.headersIn;
+    if (h['If-Modified-Since'] !== undefined || h['If-None-Match'] !== undefined) {
+        return problem(r, 400, 'a live stream takes no If-Modified-Since or If-None-Match');
+    }
+    v.tribune_stream_space = m[1];
+    r.internalRedirect('@tribune_stream');
+}
+
+/* Equal strings, compared without an early exit. */
+function sameText(a, b) {
+    var diff = a.length ^ b.length;
+    for (var i = 0; i < b.length; i++) {
+        diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+    }
+    return diff === 0;
+}
+
+/*
+ * js_set $tribune_publish_verdict: "403" without the publish key, "405" for a method the
+ * publisher does not take, "" to publish. The header's SHA-256 is compared with the one in
+ * the config (the edge never holds the key itself).
+ */
+function publishVerdict(r) {
+    var given = r.headersIn[PUBLISH_HEADER];
+    var digest = crypto.createHash('sha256').update(given || '').digest('hex');
+    if (!given || !sameText(digest, r.variables.tribune_publish_key_sha256)) {
+        return '403';
+    }
+    if (r.method !== 'POST' && r.method !== 'DELETE' && r.method !== 'GET') {
+        return '405';
+    }
+    return '';
+}
+
+export default {hls, cacheKey, logUri, listen, publishVerdict};

@@ -10,8 +10,8 @@ each to ``{edge}/_tribune/publish/{space}``, then DELETEs the channel when the S
 One task per edge and Space, so a slow or dead edge delays only its own listeners; one
 that falls out of the live window skips to the newest part. Failures are logged (at most
 every 10 s per edge) and never reach the stage or the broadcast. The publish key is
-derived from the origin's secret for this use alone (``derive_key(secret,
-"edge-publish")``); ``tribune edge-config`` writes the same key into each edge's config.
+derived from the origin's secret for this use alone (``tribune.edge.publish_key``);
+``tribune edge-config`` writes its SHA-256 into each edge's config.
 """
 
 from __future__ import annotations
@@ -24,22 +24,15 @@ from dataclasses import dataclass
 
 import httpx
 
-from tribune.admission.tokens import derive_key
 from tribune.broadcast.broadcast import Broadcast
 from tribune.broadcast.stream import parts
+from tribune.edge.config import PUBLISH_HEADER
 
 logger = logging.getLogger(__name__)
 
-PUBLISH_PURPOSE = "edge-publish"
-PUBLISH_HEADER = "X-Tribune-Publish-Key"
 #: an edge slower than this for one part is skipped for that part
 TIMEOUT_S = 2.0
 QUIET_S = 10.0
-
-
-def publish_key(secret: bytes) -> bytes:
-    """The key the media process signs its publishes to edges with."""
-    return derive_key(secret, PUBLISH_PURPOSE)
 
 
 @dataclass

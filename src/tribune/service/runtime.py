@@ -18,11 +18,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from tribune.admission.ratelimit import MemoryRateLimiter, RateLimiter
 from tribune.admission.tokens import ListenerTokens
 from tribune.config import Settings
+from tribune.edge.config import publish_key
 from tribune.events.base import EventBus
 from tribune.events.memory import MemoryEventBus
 from tribune.presence.base import Presence
 from tribune.presence.memory import MemoryPresence
-from tribune.service.edge_feed import EdgeFeed, publish_key
+from tribune.service.edge_feed import EdgeFeed
 from tribune.service.media import MediaHub
 from tribune.store.db import Database
 
