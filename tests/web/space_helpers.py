@@ -7,6 +7,8 @@ speaker, the mix-minus stream the stage sends back over WebRTC.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -180,3 +182,88 @@ def unexpected(errors: list[str], *allowed: str) -> list[str]:
             e.startswith("console.error: Failed to load resource") and any(a in e for a in allowed)
         )
     ]
+
+
+class CuttingProxy:
+    """A TCP proxy in front of ``server`` that can fail connections the way a network
+    does: ``await proxy.start()`` gives the server as seen through it (open pages there);
+    ``proxy.cut(b"GET /listen/")`` resets every connection whose latest request starts
+    so (a long response in flight, mid-body), ``proxy.freeze(...)`` stops passing on what
+    the server sends on them (they stay open, silent); ``await proxy.close()`` stops it."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.requests: list[bytes] = []  # request lines, in order
+        self._latest: dict[asyncio.StreamWriter, bytes] = {}
+        self._pipes: dict[asyncio.StreamWriter, asyncio.StreamWriter] = {}
+        self._flowing: dict[asyncio.StreamWriter, asyncio.Event] = {}
+        self._listener: asyncio.Server | None = None
+
+    async def start(self) -> LiveServer:
+        self._listener = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port = self._listener.sockets[0].getsockname()[1]
+        return dataclasses.replace(self.server, url=f"http://127.0.0.1:{port}")
+
+    def cut(self, request_prefix: bytes) -> int:
+        """Reset the connections now carrying such a request; how many there were."""
+        cut = 0
+        for client, line in list(self._latest.items()):
+            if line.startswith(request_prefix):
+                client.transport.abort()
+                self._pipes[client].transport.abort()
+                cut += 1
+        return cut
+
+    def freeze(self, request_prefix: bytes) -> int:
+        """Hold back, from now on, what the server sends on the connections now carrying
+        such a request (until they close); how many there were."""
+        frozen = 0
+        for client, line in list(self._latest.items()):
+            if line.startswith(request_prefix):
+                self._flowing[client].clear()
+                frozen += 1
+        return frozen
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        for client, upstream in list(self._pipes.items()):
+            self._flowing[client].set()
+            client.transport.abort()
+            upstream.transport.abort()
+        await asyncio.sleep(0)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = self.server.url.removeprefix("http://").split(":")
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        self._pipes[writer] = up_writer
+        self._latest[writer] = b""
+        flowing = self._flowing[writer] = asyncio.Event()
+        flowing.set()
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, watch: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if not watch:
+                        await flowing.wait()
+                    else:
+                        for line in data.split(b"\r\n"):
+                            if line.split(b" ", 1)[0] in (b"GET", b"POST", b"PUT", b"DELETE"):
+                                self._latest[writer] = line
+                                self.requests.append(line)
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+                flowing.set()  # a frozen answer to a closed request: let it end too
+
+        try:
+            await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
+        finally:
+            self._pipes.pop(writer, None)
+            self._latest.pop(writer, None)
+            self._flowing.pop(writer, None)
+            writer.transport.abort()
+            up_writer.transport.abort()

@@ -83,7 +83,8 @@ async def test_a_space_from_going_live_to_the_end(
         assert heard["found"] is not None, heard
         assert clock.elapsed < 5.0, f"the host's tone took {clock.elapsed:.1f} s to arrive"
         await playing(fpage, beyond=1.0)
-        assert await fpage.evaluate("() => window.tribune.hls.lowLatencyMode") is True
+        # the low-latency way: one long response carrying every part (not hls.js)
+        assert await fpage.evaluate("() => window.tribune.player.delivery") == "stream"
         await expect(fpage.locator("#status")).to_have_text("Live.")
         await expect(member(fpage, host.user["id"])).to_have_attribute("data-speaking", "true")
         await expect(fpage.locator("#count")).to_have_text("1", timeout=5000)

@@ -23,7 +23,7 @@ from tests.web.conftest import (
     page_errors,
     screenshot,
 )
-from tests.web.space_helpers import open_space, playing, tones, unexpected
+from tests.web.space_helpers import CuttingProxy, open_space, playing, tones, unexpected
 
 
 def api_token(person: Person) -> dict[str, str]:
@@ -56,34 +56,46 @@ async def test_a_stalled_player_reconnects_and_comes_back_live(
     media_server: LiveServer, launch_browser: LaunchBrowser, on_air
 ) -> None:
     """Cut the audio for a few seconds: the page says it is reconnecting, backs off, then
-    plays again near the live edge and says it is back."""
+    plays again near the live edge and says it is back. (The page listens through one
+    long response, ``/listen/``: the audio stops arriving on it while it stays open, and
+    new requests for audio fail, either way of listening, until the network is back.)"""
     _, sid = await on_air("Stalls")
-    browser = await launch_browser()
-    page = await open_space(browser, media_server, sid)
-    await page.get_by_role("button", name="▶ Play").click()
-    await playing(page, beyond=1.0)
+    proxy = CuttingProxy(media_server)
+    through = await proxy.start()
+    try:
+        browser = await launch_browser()
+        page = await open_space(browser, through, sid)
+        await page.get_by_role("button", name="▶ Play").click()
+        await playing(page, beyond=1.0)
 
-    async def refuse(route: Route) -> None:
-        await route.abort()
+        async def refuse(route: Route) -> None:
+            await route.abort()
 
-    await page.route("**/hls/**", refuse)
-    status = page.locator("#status")
-    await expect(status).to_have_text("Reconnecting…", timeout=8000)
-    await page.wait_for_timeout(3000)  # stays down a while: several attempts back off
-    await page.unroute("**/hls/**", refuse)
-    await expect(status).to_have_text("Back live.", timeout=12_000)
-    await playing(page, beyond=1.0)
-    heard = await tones(page, [440], want=440, seconds=3.0, stop_when_found=True)
-    assert heard["found"] is not None, heard
-    report = await page.evaluate(
-        """() => ({ recoveries: window.tribune.player.recoveries,
-                    behind: window.tribune.hls.liveSyncPosition - window.tribune.audio.currentTime,
-                    states: window.tribune.player.log.map((e) => e.state) })"""
-    )
-    assert report["recoveries"] >= 2, report  # it backed off and tried again
-    assert report["behind"] < 4, report  # at the live edge, not where it stopped
-    await expect(status).to_have_text("Live.", timeout=6000)
-    assert unexpected(page_errors(page), "net::ERR_FAILED") == []
+        await page.route("**/hls/**", refuse)
+        await page.route("**/listen/**", refuse)
+        assert proxy.freeze(b"GET /listen/") == 1
+        status = page.locator("#status")
+        await expect(status).to_have_text("Reconnecting…", timeout=8000)
+        await page.wait_for_timeout(3000)  # stays down a while: several attempts back off
+        await page.unroute("**/hls/**", refuse)
+        await page.unroute("**/listen/**", refuse)
+        await expect(status).to_have_text("Back live.", timeout=12_000)
+        await playing(page, beyond=1.0)
+        heard = await tones(page, [440], want=440, seconds=3.0, stop_when_found=True)
+        assert heard["found"] is not None, heard
+        report = await page.evaluate(
+            """() => ({ recoveries: window.tribune.player.recoveries,
+                        delivery: window.tribune.player.delivery,
+                        behind: window.tribune.player.liveEdge - window.tribune.audio.currentTime,
+                        states: window.tribune.player.log.map((e) => e.state) })"""
+        )
+        assert report["recoveries"] >= 2, report  # it backed off and tried again
+        assert report["behind"] < 4, report  # at the live edge, not where it stopped
+        assert report["delivery"] == "stream", report  # a network failure is no reason for HLS
+        await expect(status).to_have_text("Live.", timeout=6000)
+        assert unexpected(page_errors(page), "net::ERR_FAILED") == []
+    finally:
+        await proxy.close()
 
 
 async def test_a_queued_listener_sees_their_place_and_gets_in(

@@ -1,8 +1,15 @@
-// The listener's player: join (waiting in line if the server says so), heartbeats, LL-HLS
-// with hls.js (Safari's own HLS otherwise), and recovery from stalls: back off with jitter,
-// come back at the live edge, and say what is going on.
+// The listener's player: join (waiting in line if the server says so), heartbeats, the
+// audio, and recovery from stalls: back off with jitter, come back at the live edge, and
+// say what is going on.
+//
+// The audio comes one of three ways (``player.delivery``): "stream", one long response
+// carrying every part (stream.js; MediaSource), preferred when the join offers it and the
+// browser can play it; "hls", LL-HLS with hls.js; "native", Safari's own HLS where there is
+// no MediaSource. A stream that fails to start twice in a row (an edge without it, say)
+// is not tried again: hls.js for the rest of the visit.
 import { api, ApiError, describe } from "/static/api.js";
 import { aboutSeconds, csrfCookie, jitter, sleep } from "/static/space/dom.js";
+import { StreamPlayer, streamSupported } from "/static/space/stream.js";
 
 const STALL_MS = 3000; // no progress this long while playing: a stall
 const ATTEMPT_MS = 7000; // a reconnection that has not started playing by then failed
@@ -11,6 +18,8 @@ const MAX_BACKOFF_MS = 8000;
 const STABLE_MS = 10000; // playing this long resets the backoff
 const MAX_BEHIND_S = 4; // further than this behind the live edge: jump to it
 const BACK_LIVE_MS = 4000; // how long "Back live" stays before it reads "Live"
+const STREAM_FAILURES = 2; // streams failing to start in a row before using hls.js instead
+const STREAM_END_GRACE_MS = 3000; // after the stream's body ended, time for the room to say so
 
 /** Seconds from a Retry-After header (delta-seconds or an HTTP date), or null. */
 export function retryAfterSeconds(header) {
@@ -48,9 +57,13 @@ export class Player extends EventTarget {
     this.state = "idle"; // idle | joining | queued | starting | playing | reconnecting | stopped
     this.joined = null;
     this.hls = null;
+    this.stream = null; // the StreamPlayer while delivery is "stream"
+    this.delivery = null; // "stream" | "hls" | "native" once attached
+    this.streamFailures = 0; // streams in a row that failed before playing
+    this.streamRefused = false; // gave up on the stream for this visit: hls.js
     this.queue = null; // {position, estimated_wait_s, retry_s} while waiting in line
     this.status = "";
-    this.log = []; // [{t, state, status}] for people debugging (and for the tests)
+    this.log = []; // [{t, state, status, delivery, ...}] for people debugging (and the tests)
     this.attempts = 0;
     this.recoveries = 0;
     this.wanted = false;
@@ -62,6 +75,7 @@ export class Player extends EventTarget {
     this._attemptStarted = 0;
     this._playingSince = 0;
     this._backLiveTimer = null;
+    this._streamEndedAt = 0;
   }
 
   get playing() { return ["starting", "playing", "reconnecting"].includes(this.state); }
@@ -69,9 +83,21 @@ export class Player extends EventTarget {
   setState(state, status) {
     this.state = state;
     if (status !== undefined) this.status = status;
-    this.log.push({ t: Math.round(performance.now()), state, status: this.status });
-    if (this.log.length > 200) this.log.shift();
+    this.note({ state, status: this.status });
     this.dispatchEvent(new CustomEvent("change", { detail: { state, status: this.status } }));
+  }
+
+  /** Add to the log (for people debugging, and the tests): what happened, and how we listen. */
+  note(entry) {
+    this.log.push({ t: Math.round(performance.now()), state: this.state, status: this.status, delivery: this.delivery, ...entry });
+    if (this.log.length > 200) this.log.shift();
+  }
+
+  /** The newest audio the player can reach (seconds on the element's clock), or null. */
+  get liveEdge() {
+    if (this.hls) return this.hls.liveSyncPosition ?? null;
+    if (this.stream) return this.stream.liveEdge;
+    return null;
   }
 
   // -- joining ------------------------------------------------------------------------
@@ -165,11 +191,14 @@ export class Player extends EventTarget {
     if (this.joined === joined) this._heartbeat = setTimeout(() => this.heartbeat(), jitter(next, 0.1));
   }
 
-  /** A fresh token from a heartbeat: the playlist URL carries the token in its path. */
+  /** A fresh token from a heartbeat: the audio URLs carry the token in their paths. */
   renew(token) {
     const old = this.joined.listener_token;
+    const urls = this.joined.urls;
     this.joined.listener_token = token;
-    this.joined.urls.playlist = this.joined.urls.playlist.replace(old, token);
+    for (const key of ["playlist", "stream", "init"]) {
+      if (urls[key]) urls[key] = urls[key].replace(old, token);
+    }
   }
 
   // -- playing ------------------------------------------------------------------------
@@ -258,9 +287,17 @@ export class Player extends EventTarget {
   }
 
   attach() {
-    const url = this.joined.urls.playlist;
+    const urls = this.joined.urls;
+    const url = urls.playlist;
     const Hls = window.Hls;
-    if (Hls && Hls.isSupported()) {
+    if (urls.stream && urls.init && !this.streamRefused && streamSupported()) {
+      const stream = new StreamPlayer({ audio: this.audio, initUrl: urls.init, streamUrl: urls.stream });
+      stream.addEventListener("error", (event) => this.onStreamError(stream, event.detail));
+      stream.addEventListener("end", () => this.onStreamEnd(stream));
+      this.stream = stream;
+      this.delivery = "stream";
+      stream.start();
+    } else if (Hls && Hls.isSupported()) {
       const hls = new Hls({
         lowLatencyMode: true,
         backBufferLength: 10,
@@ -270,18 +307,25 @@ export class Player extends EventTarget {
       hls.loadSource(url);
       hls.attachMedia(this.audio);
       this.hls = hls;
+      this.delivery = "hls";
     } else if (this.audio.canPlayType("application/vnd.apple.mpegurl")) {
       this.audio.src = url; // Safari plays LL-HLS by itself
       this.native = true;
+      this.delivery = "native";
     } else {
       throw new ApiError(-1, null, "This browser cannot play live audio. Try a recent Chrome, Edge, Firefox or Safari.");
     }
+    this.note({ attach: this.delivery });
     this._attemptStarted = performance.now();
     this._lastProgress = performance.now();
     this._lastTime = this.audio.currentTime;
   }
 
   teardown() {
+    if (this.stream) {
+      this.stream.destroy();
+      this.stream = null;
+    }
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;
@@ -306,6 +350,48 @@ export class Player extends EventTarget {
     this.recover(`playback error: ${data.details}`);
   }
 
+  /**
+   * The stream stopped: a network error or a cut connection (reconnect, with backoff), a
+   * refused token (401 from Tribune, 410 from an edge: join again, then reconnect), or a
+   * refusal (403, 404: the room is asked whether the Space is still on; an edge without
+   * the stream answers 404 too) or audio that cannot be played: after STREAM_FAILURES
+   * such starts in a row, hls.js takes over for the rest of the visit.
+   */
+  onStreamError(stream, err) {
+    if (stream !== this.stream) return;
+    const status = err.status;
+    this.note({ error: err.message, httpStatus: status, started: err.started });
+    if (status === 403 || status === 404) this.dispatchEvent(new CustomEvent("gone"));
+    if (status === 401 || status === 410) {
+      this.joined = null; // the token expired: join again
+    } else if (!err.started && err.kind !== "network") {
+      this.streamFailed(err.message);
+    }
+    // Before it ever played, a refusal is not a lost connection: still "Connecting…".
+    this.recover(`stream: ${err.message}`, { quiet: !err.started && err.kind !== "network" });
+  }
+
+  /** Another stream that did not get as far as playing: enough of them, and it is hls.js. */
+  streamFailed(reason) {
+    this.streamFailures += 1;
+    if (this.streamFailures >= STREAM_FAILURES && !this.streamRefused) {
+      this.streamRefused = true;
+      this.note({ fallback: "hls", reason });
+    }
+  }
+
+  /**
+   * The stream's body ended: the server ends it when the Space ends. Ask the room (it
+   * closes the player if so); the audio already here plays out, and if the Space goes on
+   * after all (a proxy cut the response short), the watchdog reconnects.
+   */
+  onStreamEnd(stream) {
+    if (stream !== this.stream) return;
+    this._streamEndedAt = performance.now();
+    this.note({ streamEnded: true });
+    this.dispatchEvent(new CustomEvent("gone"));
+  }
+
   startWatchdog() {
     this.stopWatchdog();
     this._watchdog = setInterval(() => this.tick(), 500);
@@ -326,18 +412,28 @@ export class Player extends EventTarget {
       return;
     }
     if (this.audio.paused && this.state === "playing") {
+      if (this.stream && this.stream.bodyEnded && this.audio.ended) {
+        // The stream ended and its audio played out, yet the room has not closed the
+        // player: give it a moment, then reconnect (if the Space goes on, that is right).
+        if (now - this._streamEndedAt > STREAM_END_GRACE_MS) this.recover("the stream ended");
+        return;
+      }
       // Paused from outside (a headset button, the OS): that is the person's choice.
       this.stop();
       return;
     }
     if (this.state === "playing" && now - this._lastProgress > STALL_MS) this.recover("stalled");
-    else if (this.state !== "playing" && this._attemptStarted && now - this._attemptStarted > ATTEMPT_MS) this.recover("no audio yet");
+    else if (this.state !== "playing" && this._attemptStarted && now - this._attemptStarted > ATTEMPT_MS) {
+      if (this.delivery === "stream") this.streamFailed("no audio yet");
+      this.recover("no audio yet");
+    }
   }
 
   onPlaying() {
     const wasReconnecting = this.state === "reconnecting";
     this._playingSince = performance.now();
     this._mediaRecovered = false;
+    if (this.delivery === "stream") this.streamFailures = 0;
     this.setState("playing", wasReconnecting ? "Back live." : "Live.");
     clearTimeout(this._backLiveTimer);
     if (wasReconnecting) {
@@ -349,21 +445,28 @@ export class Player extends EventTarget {
 
   /** After a stall the player may be far behind: live audio is about now, so jump. */
   keepNearLiveEdge() {
+    if (this.stream) return; // the stream keeps itself at the live edge (stream.js)
     const edge = this.hls ? this.hls.liveSyncPosition : null;
     if (edge && this.audio.currentTime < edge - MAX_BEHIND_S) this.audio.currentTime = edge;
   }
 
-  /** Rebuild the player after a pause that grows: 0.5 s, 1 s, 2 s ... 8 s, with jitter. */
-  async recover(reason) {
+  /**
+   * Rebuild the player after a pause that grows: 0.5 s, 1 s, 2 s ... 8 s, with jitter.
+   * ``quiet``: before anything played, keep saying "Connecting…" (e.g. trying the next way
+   * to listen) rather than "Reconnecting…".
+   */
+  async recover(reason, { quiet = false } = {}) {
     if (!this.wanted || this._recovering) return;
+    quiet = quiet && this.state === "starting";
     this._recovering = true;
     this.reason = reason;
+    this.note({ recover: reason });
     try {
       this.recoveries += 1;
       const base = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** this.attempts);
       this.attempts += 1;
       clearTimeout(this._backLiveTimer);
-      this.setState("reconnecting", "Reconnecting…");
+      if (!quiet) this.setState("reconnecting", "Reconnecting…");
       this.teardown();
       this._attemptStarted = 0; // the watchdog waits while we back off
       const signal = this._abort?.signal;
@@ -382,7 +485,8 @@ export class Player extends EventTarget {
         return;
       }
       if (!this.wanted) return;
-      if (this.state !== "reconnecting") this.setState("reconnecting", "Reconnecting…");
+      if (!this._heartbeat) this.startHeartbeats(); // stopped when the audio ended
+      if (!quiet && this.state !== "reconnecting") this.setState("reconnecting", "Reconnecting…");
       this.attach();
       this.startElement();
     } finally {
