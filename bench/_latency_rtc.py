@@ -41,9 +41,14 @@ class MarkerTrack(MediaStreamTrack):
         tone_hz: float = 0.0,
         tone_amplitude: float = 0.0,
         speaking: Callable[[], bool] | None = None,
+        noise_dbfs: float | None = None,
     ) -> None:
         super().__init__()
         self.sent: list[float] = []
+        # white noise under everything (e.g. -50 dBFS): makes an encoder spend its bitrate
+        # as on real programme, where digital silence would code to almost nothing
+        self._noise = None if noise_dbfs is None else 10 ** (noise_dbfs / 20) * np.sqrt(3)
+        self._rng = np.random.default_rng(7)
         self._every = None if every_s is None else round(every_s * RATE / FRAME)
         self._first = round(first_after_s * RATE / FRAME)
         self._marker = marker()
@@ -69,6 +74,8 @@ class MarkerTrack(MediaStreamTrack):
             if due > now:
                 await asyncio.sleep(due - now)
         pcm = np.zeros(FRAME, np.float32)
+        if self._noise is not None:
+            pcm += self._rng.uniform(-self._noise, self._noise, FRAME).astype(np.float32)
         if self._tone_amplitude and (self._speaking is None or self._speaking()):
             t = (np.arange(FRAME) + self._index * FRAME) / RATE
             pcm += (self._tone_amplitude * np.sin(2 * np.pi * self._tone_hz * t)).astype(np.float32)
