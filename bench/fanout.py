@@ -18,7 +18,7 @@ Rows:
 * ``edge stream`` at 100, 1,000 and ``--max`` listeners: what the web player uses. Each
   joins through the edge, then holds one ``/listen/`` response that the edge's nchan
   writes every part into (bench/_stream.py).
-* ``edge LL-HLS`` at ``--max``: simulated hls.js players through the same edge
+* ``edge LL-HLS`` at 1,000 and ``--max``: simulated hls.js players through the same edge
   (bench/listeners.py: join, a blocking playlist reload + the part for every part,
   heartbeats), what every other player (Safari, ffmpeg, VLC) uses.
 * ``origin LL-HLS`` and ``origin stream`` at ``--max``: the Python origin serving
@@ -480,10 +480,10 @@ def tribune_phase(opts: Options, workdir: Path, report: dict[str, Any]) -> None:
                     for n in opts.steps
                 ]
             if "edge" in opts.systems:
-                n = opts.steps[-1]
-                plan.append(
+                plan += [
                     ("edge LL-HLS", n, "edge", hls_fleet(edge.url, n), hls_players(edge.url))
-                )
+                    for n in opts.steps[1:]
+                ]
             if "edge-lock" in opts.systems:
                 n, url = opts.steps[-1], t.edges["lock"].url
                 plan.append(("edge LL-HLS lock", n, "lock", hls_fleet(url, n), hls_players(url)))
@@ -559,8 +559,33 @@ def _say(row: dict[str, Any]) -> None:
     print(msg, flush=True)
 
 
+def wrk_cost(edge: Edge, url: str, opts: Options, wrk: str) -> dict[str, Any] | None:
+    """wrk (200 connections, 5 s, on the client CPU) on one ``url`` the edge has cached:
+    requests/s, and microseconds of the edge's CPU per request."""
+    before = tree_cpu(edge.pid)
+    proc = subprocess.run(
+        [require_taskset(), "-c", str(opts.client_cpu), wrk, "-t1", "-c200", "-d5s", url],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    used = tree_cpu(edge.pid) - before
+    m = re.search(r"(\d+) requests in ([\d.]+)s", proc.stdout)
+    if not m or not used:
+        print(f"   (wrk gave no result: {proc.stdout[-300:]} {proc.stderr[-300:]})")
+        return None
+    requests = int(m[1])
+    return {
+        "requests": requests,
+        "requests_per_s": requests / float(m[2]),
+        "edge_cpu_s": used,
+        "us_per_request": 1e6 * used / requests,
+        "requests_per_core_second": requests / used,
+    }
+
+
 def edge_ceiling(t: Edge, space: str, opts: Options) -> dict[str, Any] | None:
-    """wrk on one cached part through the edge: what a request costs the edge's core."""
+    """What one request costs the edge's core: a cached LL-HLS part (njs checks the token,
+    then the cache answers), and the room state a web page polls every second (nginx's
+    cache alone)."""
     try:
         wrk = ensure_wrk()
     except BenchError as exc:
@@ -569,32 +594,25 @@ def edge_ceiling(t: Edge, space: str, opts: Options) -> dict[str, Any] | None:
     playlist = guest_playlist_sync(t.url, space)
     with httpx.Client(timeout=10) as client:
         text = client.get(playlist).text
-    uri = [line for line in text.splitlines() if line.startswith("#EXT-X-PART:")][-1]
-    part = uri.split('URI="', 1)[1].split('"', 1)[0]
-    url = playlist.rsplit("/", 1)[0] + "/" + part
-    with httpx.Client(timeout=10) as client:
+        uri = [line for line in text.splitlines() if line.startswith("#EXT-X-PART:")][-1]
+        part = uri.split('URI="', 1)[1].split('"', 1)[0]
+        url = playlist.rsplit("/", 1)[0] + "/" + part
         client.get(url)  # now it is cached
-    before = tree_cpu(t.pid)
-    proc = subprocess.run(
-        [require_taskset(), "-c", str(opts.client_cpu), wrk, "-t1", "-c200", "-d5s", url],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
-    used = tree_cpu(t.pid) - before
-    m = re.search(r"(\d+) requests in ([\d.]+)s", proc.stdout)
-    if not m:
-        print(f"   (wrk gave no result: {proc.stdout[-300:]} {proc.stderr[-300:]})")
+        state = f"{t.url}/api/spaces/{space}/state"
+        client.get(state)
+    out = wrk_cost(t, url, opts, wrk)
+    if out is None:
         return None
-    requests = int(m[1])
-    out = {
-        "requests": requests,
-        "requests_per_s": requests / float(m[2]),
-        "edge_cpu_s": used,
-        "us_per_request": 1e6 * used / requests,
-        "requests_per_core_second": requests / used if used else None,
-    }
+    out["state"] = wrk_cost(t, state, opts, wrk)
     print(
-        f"   edge ceiling (wrk, one cached part, 200 connections): "
-        f"{out['requests_per_s']:,.0f} req/s, {out['us_per_request']:.1f} us of edge CPU each"
+        f"   edge, per request (wrk, 200 connections): a cached part "
+        f"{out['us_per_request']:.1f} us ({out['requests_per_s']:,.0f} req/s)"
+        + (
+            f"; the room state {out['state']['us_per_request']:.1f} us "
+            f"({out['state']['requests_per_s']:,.0f} req/s)"
+            if out["state"]
+            else ""
+        )
     )
     return out
 
@@ -677,6 +695,12 @@ def print_table(report: dict[str, Any]) -> None:
     for label, value, ok in s["targets"]:
         print(f"  {verdict(ok):<5} {label}: {value}")
     ceiling = report.get("edge_ceiling")
+    if s.get("web_listener"):
+        print(
+            "\n  A web listener also polls the room state once a second (answered from the "
+            f"edge's cache): stream + state = {s['web_listener']['listeners_per_core']:,.0f} "
+            "listeners per edge core."
+        )
     if ceiling and s.get("edge_requests_per_listener_s"):
         print(
             f"\n  LL-HLS at the edge, one cached part with wrk (200 connections): "
@@ -699,7 +723,8 @@ def summarise(report: dict[str, Any]) -> None:
     for r in report["steps"]:
         by.setdefault(r["system"], []).append(r)
     stream = by.get("edge stream", [])
-    hls = (by.get("edge LL-HLS") or [None])[-1]
+    hls_rows = by.get("edge LL-HLS", [])
+    hls = hls_rows[-1] if hls_rows else None
     ice = (by.get("icecast") or [None])[-1]
     biggest = stream[-1] if stream else None
     targets: list[tuple[str, str, bool | None]] = []
@@ -722,12 +747,14 @@ def summarise(report: dict[str, Any]) -> None:
             f"{'-' if p95_h is None else f'{p95_h:.2f} s'}",
             lpc_h >= TARGET_PER_CORE and p95_h is not None and p95_h <= TARGET_P95_S,
         ))  # fmt: skip
-    edge_rows = stream + ([hls] if hls else [])
+    edge_rows = stream + hls_rows
     if edge_rows:
 
         def per_object(r: dict[str, Any]) -> float:
+            # each part reaches the edge once per path: pushed into its stream, fetched
+            # into its HLS cache, and listed by one blocking playlist fetch
             o = r["origin_requests_per_part"]
-            return float(max(o["push"] + o["part"], o["playlist"]))
+            return float(max(o["push"], o["part"], o["playlist"]))
 
         targets.append((
             "origin requests per part <= number of edges (1) at every fleet size",
@@ -747,7 +774,14 @@ def summarise(report: dict[str, Any]) -> None:
         ))  # fmt: skip
     per_listener = hls["fleet"]["requests_per_s"] / max(1.0, hls["playing_avg"]) if hls else 0.0
     ceiling = report.get("edge_ceiling") or {}
+    state = ceiling.get("state") or {}
+    web = None
+    if biggest and biggest["cpu_s_per_listener_minute"] and state.get("us_per_request"):
+        # a web page also polls the room state once a second (the edge's cache answers)
+        per_min = biggest["cpu_s_per_listener_minute"] + 60 * state["us_per_request"] / 1e6
+        web = {"cpu_s_per_listener_minute": per_min, "listeners_per_core": 60 / per_min}
     report["summary"] = {
+        "web_listener": web,
         "targets": targets,
         "edge_requests_per_listener_s": per_listener,
         "edge_ceiling_listeners_per_core": (
@@ -812,13 +846,16 @@ def plot(report: dict[str, Any], path: Path) -> None:
         color = COLORS["edge stream"]
         ax_orig.plot(xs, [o["push"] for o in per], "o-", color=color, label="stream: pushed")
         ax_orig.plot(xs, pulls, "s--", color=color, label="stream: pulled")
+    labelled: set[str] = set()
     for r in rows:
         if r["system"].startswith("edge LL-HLS"):
             o = r["origin_requests_per_part"]
+            first = r["system"] not in labelled
+            labelled.add(r["system"])
             ax_orig.plot([r["listeners"]], [o["part"]], "^", color=COLORS.get(r["system"]),
-                         label=f"{r['system']}: part fetches per part")  # fmt: skip
+                         label=f"{r['system']}: part fetches" if first else None)  # fmt: skip
             ax_orig.plot([r["listeners"]], [o["playlist"]], "v", color=COLORS.get(r["system"]),
-                         label=f"{r['system']}: playlist fetches per part")  # fmt: skip
+                         label=f"{r['system']}: playlist fetches" if first else None)  # fmt: skip
     ax_orig.axhline(1.0, color="#c0392b", ls="--", lw=1.2, label="1 per edge")
     ax_orig.set_xscale("log")
     ax_orig.set_ylim(0, 2.5)
