@@ -153,6 +153,10 @@ def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without any TRIBUNE_* of the caller, one worker."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNE_")}
     env["WEB_CONCURRENCY"] = "1"  # uvicorn reads it as its default worker count
+    # Benchmarks measure capacity: admission control (the waiting room) must not queue
+    # their simulated crowds. Its check still runs on every join, only never says wait.
+    env["TRIBUNE_ADMIT_PER_S"] = "1000000000"
+    env["TRIBUNE_MAX_LISTENERS"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env

@@ -59,6 +59,23 @@ class Settings(BaseSettings):
     login_attempts_per_minute: int = Field(10, ge=1)
     #: How long the room-state document may be served from memory (and by HTTP caches).
     state_max_age_s: int = Field(1, ge=0)
+    # -- admission control at join (per Space; see docs/operations.md) ------------------
+    #: New listeners admitted per second per Space; over it, joins wait in line with a
+    #: ticket. Measured (bench/): one worker answers ~14,000 guest joins/s, but every
+    #: admitted listener then opens a stream, and the Python origin streams to ~5,700
+    #: listeners per core (an edge ~25,000 per core). 500/s fills the default
+    #: TRIBUNE_MAX_LISTENERS in 10 s while spending under 5 % of a worker's join capacity,
+    #: leaving the rest for the line's retries and the streams starting. Raise it with
+    #: the capacity behind it (edges, workers).
+    admit_per_s: float = Field(500.0, gt=0)
+    #: Active listeners (the presence concurrent count) per Space before joins wait in
+    #: line; 0 for no limit. 5,000 keeps the embedded single box (one process, the origin
+    #: streaming itself at ~5,700 per core) under its measured ceiling with room for the
+    #: stage and the control plane. Behind edges: about 25,000 x edge cores, less margin.
+    max_listeners: int = Field(5_000, ge=0)
+    #: How long a waiting-room ticket is valid after it was (re)issued; each retry while
+    #: waiting renews it, and an admitted ticket's id is remembered this long.
+    waiting_ticket_ttl_s: int = Field(30 * 60, ge=60)
     #: Codec of the broadcast: AAC-LC (plays everywhere) or Opus in fMP4.
     audio_codec: Literal["aac", "opus"] = "aac"
     #: Run the stage and broadcast of live Spaces in this process. Off for a pure API

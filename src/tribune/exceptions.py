@@ -13,13 +13,16 @@ TribuneError
  │    └── RemovedFromSpace     403  a removed user tries to come back
  ├── NotFound                  404
  ├── Conflict                  409
+ │    └── admission.waiting.TicketUsed  409  a waiting-room ticket that was already admitted
  │    ├── InvalidTransition    409  e.g. starting a Space that has ended
  │    ├── StageFull            409  a third co-host, an eleventh speaker (and stage.TooManySessions)
  │    └── AlreadyExists        409  e.g. a username that is taken
+ ├── Gone                      410  e.g. admission.tickets.TicketExpired: join again
  ├── PayloadTooLarge           413
  ├── UnsupportedMediaType      415
  ├── RateLimited               429  carries ``retry_after`` seconds
  └── ServiceUnavailable        503  a part of the deployment this needs cannot be reached
+      └── Queued               503  the waiting room: a place in line, a ticket, Retry-After
 ```
 The HTTP layer maps each class to its status in one place (``api.problems``); the domain
 never mentions HTTP.
@@ -86,6 +89,10 @@ class AlreadyExists(Conflict):
     title = "Already exists"
 
 
+class Gone(TribuneError):
+    title = "Gone"
+
+
 class PayloadTooLarge(TribuneError):
     title = "Payload too large"
 
@@ -104,3 +111,26 @@ class RateLimited(TribuneError):
 
 class ServiceUnavailable(TribuneError):
     title = "Service unavailable"
+
+
+class Queued(ServiceUnavailable):
+    """Over the Space's admission limits: wait in line and come back with ``ticket``."""
+
+    title = "Waiting room"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        ticket: str,
+        position: int,
+        estimated_wait_s: float,
+        retry_after: int,
+        prestart: bool,
+    ) -> None:
+        super().__init__(detail)
+        self.ticket = ticket
+        self.position = position
+        self.estimated_wait_s = estimated_wait_s
+        self.retry_after = retry_after
+        self.prestart = prestart

@@ -1,6 +1,7 @@
 """The Space page as a listener: recovering from stalls, waiting in line, a scheduled start,
 reactions and the share link. Real server and real audio (an aiortc speaker); the one
-fake is the waiting room's answer to a join, which the server does not give yet."""
+fake is a waiting-room answer to a join, to script the line exactly (the real line is
+tested in test_waiting_room.py)."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ async def test_a_stalled_player_reconnects_and_comes_back_live(
 async def test_a_queued_listener_sees_their_place_and_gets_in(
     media_server: LiveServer, launch_browser: LaunchBrowser, on_air
 ) -> None:
-    """A join answered 503 + Retry-After with a position (the waiting room to come) shows
+    """A join answered 503 + Retry-After with a position (a scripted waiting room) shows
     the place in line, waits as told, retries, and plays once let in."""
     _, sid = await on_air("Crowded")
     browser = await launch_browser()

@@ -6,16 +6,23 @@ middleware calls the same service (``Spaces.join``) and the same response builde
 FastAPI route, but skips FastAPI's routing, dependency solving and its own middleware,
 which cost more than the join itself (see ``bench/join.py``). Everything else, including
 joins that carry credentials, goes on to the documented FastAPI route.
+
+A join coming back from the waiting room carries a small JSON body (``{"ticket": ...}``);
+only then is a body read and validated (with the route's own model, ``JoinIn``), so a
+first join costs what it did.
 """
 
 from __future__ import annotations
 
 import re
 
+from pydantic import ValidationError
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tribune.api.listener_views import join_response
-from tribune.api.problems import problem_for
+from tribune.api.problems import problem, problem_for
+from tribune.api.schemas import JoinIn
 from tribune.exceptions import TribuneError
 
 _JOIN = re.compile(r"^/api/spaces/([A-Za-z0-9_-]{1,32})/join$")
@@ -35,8 +42,16 @@ class GuestJoinFastPath:
 
     async def _join(self, scope: Scope, receive: Receive, send: Send, space_id: str) -> None:
         services = scope["app"].state.services
+        ticket: str | None = None
+        if _has_body(scope):
+            raw = await _read_body(receive)
+            parsed = None if raw.strip() in (b"", b"{}") else _parse_body(raw, scope["path"])
+            if isinstance(parsed, Response):
+                await parsed(scope, receive, send)
+                return
+            ticket = parsed.ticket if parsed is not None else None
         try:
-            response = join_response(services, await services.spaces.join(space_id, None))
+            response = join_response(services, await services.spaces.join(space_id, None, ticket))
         except TribuneError as error:
             response = problem_for(error, scope["path"])
         # Anything else propagates to ServerErrorMiddleware, as it would from a route.
@@ -50,3 +65,45 @@ def _has_credentials(scope: Scope) -> bool:
         if name == b"cookie" and b"tribune_session=" in value:
             return True
     return False
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if (name == b"content-length" and value != b"0") or name == b"transfer-encoding":
+            return True
+    return False
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole body (``RequestGuard``, outside us, stops it at the size limit: 413)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _parse_body(raw: bytes, path: str) -> JoinIn | Response:
+    """The body as the route would take it, or the problem the route would answer."""
+    try:
+        return JoinIn.model_validate_json(raw)
+    except ValidationError as error:
+        errors = error.errors()
+        if any(e["type"] == "json_invalid" for e in errors):
+            reason = (errors[0].get("ctx") or {}).get("error", "parse error")
+            return problem(
+                400,
+                f"request body is not valid JSON: {reason}",
+                title="Malformed JSON",
+                instance=path,
+            )
+        described = [
+            {"field": ".".join(("body", *(str(p) for p in e["loc"]))), "message": e["msg"]}
+            for e in errors
+        ]
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in described)
+        return problem(422, summary, title="Invalid input", instance=path, errors=described)

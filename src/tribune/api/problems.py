@@ -25,6 +25,7 @@ STATUS: dict[type[exc.TribuneError], int] = {
     exc.Forbidden: 403,
     exc.NotFound: 404,
     exc.Conflict: 409,
+    exc.Gone: 410,
     exc.PayloadTooLarge: 413,
     exc.UnsupportedMediaType: 415,
     exc.RateLimited: 429,
@@ -38,6 +39,7 @@ _HTTP_TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    410: "Gone",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Invalid input",
@@ -97,6 +99,15 @@ def problem_for(error: exc.TribuneError, path: str) -> Response:
     if isinstance(error, exc.RateLimited):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
         extra["retry_after"] = round(error.retry_after, 3)
+    if isinstance(error, exc.Queued):
+        headers["Retry-After"] = str(error.retry_after)
+        extra.update(
+            position=error.position,
+            estimated_wait_s=error.estimated_wait_s,
+            retry_after=error.retry_after,
+            ticket=error.ticket,
+            prestart=error.prestart,
+        )
     if isinstance(error, exc.NotAuthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="tribune"'
     return problem(

@@ -54,6 +54,11 @@ class InviteIn(In):
         return self
 
 
+class JoinIn(In):
+    #: the waiting-room ticket of an earlier join answered 503 (absent on a first join)
+    ticket: str | None = Field(None, min_length=1, max_length=512)
+
+
 class ReactionIn(In):
     reaction: str = Field(examples=["clap"])
 

@@ -16,7 +16,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tribune.admission.ratelimit import MemoryRateLimiter, RateLimiter
+from tribune.admission.tickets import Tickets
 from tribune.admission.tokens import ListenerTokens
+from tribune.admission.waiting import Admission, Limits, MemoryWaitingRoom, WaitingRoom
 from tribune.config import Settings
 from tribune.edge.config import publish_key
 from tribune.events.base import EventBus
@@ -46,16 +48,20 @@ def connect_redis(url: str) -> Redis:
     )
 
 
-def _shared_state(settings: Settings) -> tuple[Presence, RateLimiter, EventBus]:
+def _shared_state(
+    settings: Settings,
+) -> tuple[Presence, RateLimiter, EventBus, WaitingRoom]:
     """In-process state for the embedded default; Redis when ``TRIBUNE_REDIS_URL`` is set,
-    so that every worker sees the same counts, limits and events."""
+    so that every worker sees the same counts, limits, events and waiting rooms."""
     if not settings.redis_url:
         return (
             MemoryPresence(settings.presence_window_s, time.monotonic),
             MemoryRateLimiter(),
             MemoryEventBus(),
+            MemoryWaitingRoom(settings.waiting_ticket_ttl_s),
         )
     from tribune.admission.redis_ratelimit import RedisRateLimiter
+    from tribune.admission.redis_waiting import RedisWaitingRoom
     from tribune.events.redis import RedisEventBus
     from tribune.presence.redis import RedisPresence
 
@@ -66,6 +72,7 @@ def _shared_state(settings: Settings) -> tuple[Presence, RateLimiter, EventBus]:
         RedisPresence(connect(), settings.presence_window_s),
         RedisRateLimiter(connect()),
         RedisEventBus(connect()),
+        RedisWaitingRoom(connect(), settings.waiting_ticket_ttl_s),
     )
 
 
@@ -79,6 +86,8 @@ class Runtime:
     bus: EventBus
     listener_tokens: ListenerTokens
     media: MediaHub
+    #: admission control at join: the limits and the waiting room
+    admission: Admission
     #: Redis for what is neither presence, limits nor events (speaking levels), when set
     redis: Redis | None = None
     #: talks to the media node from an API-only worker (TRIBUNE_MEDIA_URL)
@@ -92,7 +101,7 @@ class Runtime:
         secret = settings.resolved_secret()
         db = Database(settings.resolved_database_url())
         await db.migrate()
-        presence, limiter, bus = _shared_state(settings)
+        presence, limiter, bus, waiting = _shared_state(settings)
         media_client = None
         if settings.media_url and not settings.media:
             media_client = httpx.AsyncClient(base_url=settings.media_url, timeout=20)
@@ -106,6 +115,12 @@ class Runtime:
             limiter=limiter,
             bus=bus,
             listener_tokens=ListenerTokens(secret, settings.listener_token_ttl_s),
+            admission=Admission(
+                waiting,
+                Tickets(secret, settings.waiting_ticket_ttl_s),
+                presence,
+                Limits(settings.admit_per_s, settings.max_listeners),
+            ),
             media=MediaHub(
                 settings.data_dir / "recordings",
                 codec=settings.audio_codec,
@@ -126,6 +141,7 @@ class Runtime:
         await self.bus.close()
         await self.presence.close()
         await self.limiter.close()
+        await self.admission.close()
         if self.redis is not None:
             await self.redis.aclose()
         if self.media_client is not None:

@@ -15,11 +15,13 @@ from typing import Any
 import orjson
 
 from tribune.admission.tokens import ListenerToken
+from tribune.admission.waiting import TicketUsed
 from tribune.exceptions import (
     InvalidTransition,
     NotAuthenticated,
     NotFound,
     PermissionDenied,
+    Queued,
     RateLimited,
     RemovedFromSpace,
 )
@@ -66,6 +68,7 @@ class _Gate:
     allow_guests: bool
     fetched: float
     missing: bool = False  # no such Space (remembered, like the others)
+    scheduled_start: datetime | None = None
 
 
 class Spaces:
@@ -178,6 +181,7 @@ class Spaces:
                     before.state is not room.state
                 ):
                     final = await self.rt.presence.close_space(space_id)
+                    await self.rt.admission.close_space(space_id)
                     await store.set_total_listeners(conn, space_id, final.total)
         if room.state in (SpaceState.ENDED, SpaceState.CANCELLED):
             self._locks.pop(space_id, None)
@@ -258,7 +262,7 @@ class Spaces:
             room = await store.load_room(conn, space_id)
         fetched = time.monotonic()
         gate = (
-            _Gate(room.state, room.allow_guests, fetched)
+            _Gate(room.state, room.allow_guests, fetched, scheduled_start=room.scheduled_start)
             if room is not None
             else _Gate(SpaceState.CANCELLED, False, fetched, missing=True)
         )
@@ -274,8 +278,13 @@ class Spaces:
             raise NotFound(f"there is no Space with id {space_id!r}")
         return gate
 
-    async def join(self, space_id: str, user: User | None) -> Joined:
-        """A listener token for ``space_id``: hot path, no database for guests."""
+    async def join(self, space_id: str, user: User | None, ticket: str | None = None) -> Joined:
+        """A listener token for ``space_id``: hot path, no database for guests.
+
+        Over the Space's admission limits (or before it starts) the join waits in line:
+        ``Queued`` with a ticket to come back with (see ``admission.waiting``). Stage
+        members (host, co-hosts, speakers) are never queued.
+        """
         gate = await self._gate(space_id)
         if gate.state in (SpaceState.ENDED, SpaceState.CANCELLED):
             raise InvalidTransition(f"the Space has {gate.state.value}; its live audio is over")
@@ -288,9 +297,30 @@ class Spaces:
                 if await store.is_removed(conn, space_id, user.id):
                     raise RemovedFromSpace("you were removed from this Space and cannot rejoin it")
             listener_id = user.id
+        try:
+            await self.rt.admission.admit(
+                space_id,
+                ticket,
+                live=gate.state is SpaceState.LIVE,
+                starts_in_s=self._starts_in(gate),
+            )
+        except (Queued, TicketUsed):
+            # Only now (rarely) look at the stage: hosts and speakers never wait.
+            if user is None or not await self._on_stage(space_id, user.id):
+                raise
         token, expires = self.rt.listener_tokens.issue(space_id, listener_id)
         await self.rt.presence.seen(space_id, listener_id)
         return Joined(space_id, listener_id, token, expires)
+
+    def _starts_in(self, gate: _Gate) -> float:
+        if gate.state is not SpaceState.SCHEDULED or gate.scheduled_start is None:
+            return 0.0
+        return max(0.0, (gate.scheduled_start - self.rt.now()).total_seconds())
+
+    async def _on_stage(self, space_id: str, user_id: str) -> bool:
+        async with self.rt.db.read() as conn:
+            room = await store.load_room(conn, space_id)
+        return room is not None and user_id in room.members
 
     async def heartbeat(self, space_id: str, token: ListenerToken) -> ListenerCounts:
         if token.space_id != space_id:

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Request, Response
 
 from tribune.api.auth import CallerDep, ListenerDep
 from tribune.api.listener_views import join_response
-from tribune.api.schemas import HeartbeatOut, JoinOut, ReactionIn
+from tribune.api.problems import PROBLEM_JSON
+from tribune.api.schemas import HeartbeatOut, JoinIn, JoinOut, ReactionIn
 from tribune.api.services import ServicesDep
 
 router = APIRouter(prefix="/api/spaces", tags=["listening"])
@@ -24,10 +25,25 @@ router = APIRouter(prefix="/api/spaces", tags=["listening"])
     status_code=201,
     response_model=JoinOut,
     summary="Join as a listener (guests too, if the host allows)",
+    responses={
+        503: {
+            "description": "Waiting room: over the Space's admission limits (or before a "
+            "scheduled start). The problem carries `position` (1-based), `estimated_wait_s`, "
+            "`retry_after` and a `ticket`; come back after `Retry-After` seconds (plus a "
+            'random extra) with `{"ticket": "..."}` as the body.',
+            "content": {PROBLEM_JSON: {}},
+        },
+        403: {"description": "a forged or altered ticket, or another Space's"},
+        409: {"description": "the ticket was already used: join again without it"},
+        410: {"description": "the ticket expired: join again without it"},
+    },
 )
-async def join(space_id: str, caller: CallerDep, services: ServicesDep) -> Response:
+async def join(
+    space_id: str, caller: CallerDep, services: ServicesDep, body: JoinIn | None = None
+) -> Response:
     """Guests without credentials are answered by ``api.fastpath`` with the same code."""
-    return join_response(services, await services.spaces.join(space_id, caller.user))
+    ticket = body.ticket if body is not None else None
+    return join_response(services, await services.spaces.join(space_id, caller.user, ticket))
 
 
 @router.post("/{space_id}/heartbeat", response_model=HeartbeatOut, summary="I am still here")

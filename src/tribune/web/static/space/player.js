@@ -114,14 +114,20 @@ export class Player extends EventTarget {
 
   async join(signal) {
     let failures = 0;
+    let ticket = null; // the waiting room's ticket: our place in line, sent back on each retry
     for (;;) {
       let res;
       const headers = { Accept: "application/json" };
       const csrf = csrfCookie();
       if (csrf) headers["X-CSRF-Token"] = csrf; // signed in: the cookie vouches for us
+      let body;
+      if (ticket) {
+        headers["Content-Type"] = "application/json";
+        body = JSON.stringify({ ticket });
+      }
       try {
         res = await fetch(`/api/spaces/${this.spaceId}/join`, {
-          method: "POST", headers, credentials: "same-origin", signal,
+          method: "POST", headers, body, credentials: "same-origin", signal,
         });
       } catch (err) {
         if (err.name === "AbortError") throw err;
@@ -140,7 +146,12 @@ export class Player extends EventTarget {
         this.dispatchEvent(new CustomEvent("joined", { detail: this.joined }));
         return this.joined;
       }
+      if (ticket && (res.status === 409 || res.status === 410)) {
+        ticket = null; // used or expired: join the line again
+        continue;
+      }
       if (res.status === 429 || res.status === 503) {
+        if (typeof problem?.ticket === "string") ticket = problem.ticket;
         const retry = retryAfterSeconds(res.headers.get("Retry-After")) ?? problem?.retry_after ?? 2;
         this.queue = {
           position: Number.isFinite(problem?.position) ? problem.position : null,
