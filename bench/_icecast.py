@@ -96,7 +96,7 @@ import numpy as np
 from _http import Connection, HttpError
 from _latency_hls import FRAME, RATE, find_onsets, marker, match, percentiles
 from _latency_player import STALL_TOLERANCE_S
-from _util import BenchError, free_port, require_taskset
+from _util import BenchError, free_port, require_taskset, stop_group
 
 MOUNT = "/live.aac"
 #: samples per AAC frame (one ADTS frame = one raw AAC frame here)
@@ -265,7 +265,7 @@ def running_icecast(workdir: Path, *, cpu: int, max_listeners: int) -> Iterator[
         if proc.poll() is not None:
             raise died()
     finally:
-        _stop_group(proc)
+        stop_group(proc)
 
 
 def _wait_http(proc: subprocess.Popen[bytes], port: int, died: Any, timeout: float = 20.0) -> None:
@@ -282,19 +282,6 @@ def _wait_http(proc: subprocess.Popen[bytes], port: int, died: Any, timeout: flo
                 return
         time.sleep(0.1)
     raise BenchError(f"icecast2 did not answer HTTP on port {port} within {timeout:.0f} s")
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        return
 
 
 # --- the source ---------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def pinned_process(
         _wait_ready(proc, base_url, ready, log_path, timeout)
         yield base_url, proc
     finally:
-        _stop(proc)
+        stop_group(proc)
 
 
 @contextlib.contextmanager
@@ -226,7 +226,7 @@ def _wait_ready(
     )
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the server's own process group, then SIGKILL it if it lingers."""
     if proc.poll() is not None:
         return
