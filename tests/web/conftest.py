@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
+from tests.audio import Publisher, whip_publish
 from tests.conftest import LiveServer
 from tests.helpers import Person, create_space, sign_up
 
@@ -168,3 +169,33 @@ __all__ = [
     "page_errors",
     "screenshot",
 ]
+
+
+# -- a live Space with a speaking host (used by the listener and stream player tests) --
+
+
+def api_token(person: Person) -> dict[str, str]:
+    r = person.post("/api/tokens", json={"name": "speaker"})
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+@pytest.fixture
+async def on_air(
+    media_server: LiveServer, people: Callable[[], Person]
+) -> AsyncIterator[Callable[..., object]]:
+    """``await on_air(title)``: (host, Space id, publisher) of a live Space whose host hums
+    440 Hz (an aiortc peer; set ``tone(publisher).freq`` to change the note)."""
+    started: list[tuple[Person, str, Publisher]] = []
+
+    async def make(title: str = "On air") -> tuple[Person, str, Publisher]:
+        host = people()
+        sid = create_space(host, title=title)["id"]
+        pub = await whip_publish(media_server.url, sid, api_token(host), 440)
+        started.append((host, sid, pub))
+        return host, sid, pub
+
+    yield make
+    for host, sid, pub in started:
+        await pub.close()
+        host.post(f"/api/spaces/{sid}/end")

@@ -8,15 +8,11 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from playwright.async_api import Route, expect
 
-from tests.audio import Publisher, whip_publish
 from tests.conftest import LiveServer
-from tests.helpers import Person
 from tests.web.conftest import (
     LaunchBrowser,
     assert_usable,
@@ -27,32 +23,6 @@ from tests.web.conftest import (
 from tests.web.space_helpers import CuttingProxy, open_space, playing, tones, unexpected
 
 
-def api_token(person: Person) -> dict[str, str]:
-    r = person.post("/api/tokens", json={"name": "speaker"})
-    assert r.status_code == 201, r.text
-    return {"Authorization": f"Bearer {r.json()['token']}"}
-
-
-@pytest.fixture
-async def on_air(
-    media_server: LiveServer, people: Callable[[], Person]
-) -> AsyncIterator[Callable[..., object]]:
-    """``await on_air(title)``: a live Space whose host hums 440 Hz (an aiortc peer)."""
-    started: list[tuple[Person, str, Publisher]] = []
-
-    async def make(title: str = "On air") -> tuple[Person, str]:
-        host = people()
-        sid = create_space(host, title=title)["id"]
-        pub = await whip_publish(media_server.url, sid, api_token(host), 440)
-        started.append((host, sid, pub))
-        return host, sid
-
-    yield make
-    for host, sid, pub in started:
-        await pub.close()
-        host.post(f"/api/spaces/{sid}/end")
-
-
 async def test_a_stalled_player_reconnects_and_comes_back_live(
     media_server: LiveServer, launch_browser: LaunchBrowser, on_air
 ) -> None:
@@ -60,7 +30,7 @@ async def test_a_stalled_player_reconnects_and_comes_back_live(
     plays again near the live edge and says it is back. (The page listens through one
     long response, ``/listen/``: the audio stops arriving on it while it stays open, and
     new requests for audio fail, either way of listening, until the network is back.)"""
-    _, sid = await on_air("Stalls")
+    _, sid, _ = await on_air("Stalls")
     proxy = CuttingProxy(media_server)
     through = await proxy.start()
     try:
@@ -104,7 +74,7 @@ async def test_a_queued_listener_sees_their_place_and_gets_in(
 ) -> None:
     """A join answered 503 + Retry-After with a position (a scripted waiting room) shows
     the place in line, waits as told, retries, and plays once let in."""
-    _, sid = await on_air("Crowded")
+    _, sid, _ = await on_air("Crowded")
     browser = await launch_browser()
     page = await open_space(browser, media_server, sid)
     attempts: list[float] = []
@@ -182,7 +152,7 @@ async def test_reactions_are_seen_by_others_and_429_is_a_friendly_pause(
 ) -> None:
     """One guest's clap shows up on another guest's page; pressing too fast gets a calm
     message and a short rest, not an error."""
-    _, sid = await on_air("Applause")
+    _, sid, _ = await on_air("Applause")
     browser = await launch_browser()
     alice = await open_space(browser, media_server, sid)
     bob = await open_space(browser, media_server, sid)
@@ -212,7 +182,7 @@ async def test_the_share_link_is_copied_or_shared(
 ) -> None:
     """Share copies the Space's address (and says so); where the system share sheet
     exists, it is used instead."""
-    _, sid = await on_air("Tell your friends")
+    _, sid, _ = await on_air("Tell your friends")
     browser = await launch_browser()
     page = await open_space(browser, media_server, sid)
     await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
@@ -240,7 +210,7 @@ async def test_a_listener_can_do_it_all_from_the_keyboard(
 ) -> None:
     """Tab reaches Play and the reactions, Enter and Space press them, and the focused
     control is visibly outlined."""
-    _, sid = await on_air("Keyboard")
+    _, sid, _ = await on_air("Keyboard")
     browser = await launch_browser()
     page = await open_space(browser, media_server, sid)
 

@@ -8,16 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
 from playwright.async_api import Page, Request, Route, expect
 
-from tests.audio import Publisher, whip_publish
+from tests.audio import Publisher
 from tests.conftest import LiveServer
-from tests.helpers import Person
-from tests.web.conftest import LaunchBrowser, create_space, page_errors
+from tests.web.conftest import LaunchBrowser, page_errors
 from tests.web.space_helpers import (
     CuttingProxy,
     Stopwatch,
@@ -26,33 +23,6 @@ from tests.web.space_helpers import (
     tones,
     unexpected,
 )
-
-
-def api_token(person: Person) -> dict[str, str]:
-    r = person.post("/api/tokens", json={"name": "speaker"})
-    assert r.status_code == 201, r.text
-    return {"Authorization": f"Bearer {r.json()['token']}"}
-
-
-@pytest.fixture
-async def on_air(
-    media_server: LiveServer, people: Callable[[], Person]
-) -> AsyncIterator[Callable[..., object]]:
-    """``await on_air(title)``: (host, Space id, publisher) of a live Space whose host hums
-    440 Hz (an aiortc peer; set ``tone(publisher).freq`` to change the note)."""
-    started: list[tuple[Person, str, Publisher]] = []
-
-    async def make(title: str = "On air") -> tuple[Person, str, Publisher]:
-        host = people()
-        sid = create_space(host, title=title)["id"]
-        pub = await whip_publish(media_server.url, sid, api_token(host), 440)
-        started.append((host, sid, pub))
-        return host, sid, pub
-
-    yield make
-    for host, sid, pub in started:
-        await pub.close()
-        host.post(f"/api/spaces/{sid}/end")
 
 
 def tone(pub: Publisher) -> Any:
