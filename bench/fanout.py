@@ -291,6 +291,8 @@ class Step:
     window_s: float
     cpu_s: dict[str, float]
     playing: float
+    #: the window in wall-clock time (time.time()), for the edge's access log
+    window_wall: tuple[float, float] = (0.0, 0.0)
     origin_requests: dict[str, int] | None = None
     latency: dict[str, Any] | None = None
 
@@ -350,7 +352,7 @@ def run_step(
     rel0, rel1 = start_at - began - 1.0, end_at - began - 1.0
     playing = playing_in(out.get("timeline", []), rel0, rel1, "playing")
     step = Step(system, listeners, out, w.seconds, w.cpu, playing)
-    step.window_wall = (w.started, w.started + w.seconds)  # type: ignore[attr-defined]
+    step.window_wall = (w.started, w.started + w.seconds)
     return step, measured
 
 
@@ -503,7 +505,7 @@ def tribune_phase(opts: Options, workdir: Path, report: dict[str, Any]) -> None:
                     watched["edge"] = t.edges["lock" if where == "lock" else "hold"].pid
                 step, lat = run_step(system, n, opts, watched, start_fleet, measure)
                 if where != "origin":
-                    since, until = step.window_wall  # type: ignore[attr-defined]
+                    since, until = step.window_wall
                     log = t.edges["lock" if where == "lock" else "hold"].access_log
                     step.origin_requests = origin_fetches(log, since, until)
                 step.latency = lat
