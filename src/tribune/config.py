@@ -76,6 +76,30 @@ class Settings(BaseSettings):
     #: How long a waiting-room ticket is valid after it was (re)issued; each retry while
     #: waiting renews it, and an admitted ticket's id is remembered this long.
     waiting_ticket_ttl_s: int = Field(30 * 60, ge=60)
+    # -- attack mode (see docs/operations.md) --------------------------------------------
+    #: ``auto``: a Space switches attack mode on by itself when its first joins pass
+    #: TRIBUNE_ATTACK_JOINS_PER_S; ``on``/``off``: the operator decides (and can change it
+    #: at run time: PUT /api/operator/attack-mode with TRIBUNE_OPERATOR_KEY).
+    attack_mode: Literal["auto", "on", "off"] = "auto"
+    #: First joins per second (arrivals without a ticket, all workers together) over
+    #: which a Space goes into attack mode in ``auto``. Twice the default admission rate:
+    #: a crowd that the line absorbs in its stride is not an attack.
+    attack_joins_per_s: float = Field(1000.0, gt=0)
+    #: How long a Space stays in attack mode after its last second over the threshold.
+    attack_hold_s: float = Field(300.0, ge=1)
+    #: Proof-of-work difficulty: leading zero bits of a SHA-256 (each bit doubles the
+    #: work; bench/pow_browser.py measures what a browser takes).
+    pow_bits: int = Field(18, ge=1, le=32)
+    #: Signed-in accounts at least this old skip the proof of work.
+    trusted_account_age_h: float = Field(7 * 24, ge=0)
+    #: In attack mode, joins per second per client address at each API worker (a
+    #: backstop for the edges' own limit), with this burst.
+    joins_per_address_per_s: float = Field(5.0, gt=0)
+    joins_per_address_burst: int = Field(20, ge=1)
+    #: Peers whose X-Forwarded-For is believed (the edges), comma-separated addresses.
+    trusted_proxies: str = "127.0.0.1,::1"
+    #: Bearer key for /api/operator/... (16+ characters); unset: those endpoints are off.
+    operator_key: SecretStr | None = Field(None, min_length=16)
     #: Codec of the broadcast: AAC-LC (plays everywhere) or Opus in fMP4.
     audio_codec: Literal["aac", "opus"] = "aac"
     #: Run the stage and broadcast of live Spaces in this process. Off for a pure API
@@ -93,6 +117,9 @@ class Settings(BaseSettings):
                     f"TRIBUNE_EDGES: {url!r} is not a base URL like http://10.0.0.7:8080"
                 )
         return urls
+
+    def trusted_proxy_set(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.trusted_proxies.split(",") if a.strip())
 
     def resolved_database_url(self) -> str:
         if self.database_url:

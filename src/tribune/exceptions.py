@@ -10,7 +10,8 @@ TribuneError
  ├── Forbidden                 403
  │    ├── PermissionDenied     403  the role may not perform the action (rooms.permissions)
  │    ├── CSRFFailed           403  cookie-authenticated write without a matching CSRF token
- │    └── RemovedFromSpace     403  a removed user tries to come back
+ │    ├── RemovedFromSpace     403  a removed user tries to come back
+ │    └── ProofOfWorkRequired  403  attack mode: solve the challenge, then join again
  ├── NotFound                  404
  ├── Conflict                  409
  │    └── admission.waiting.TicketUsed  409  a waiting-room ticket that was already admitted
@@ -29,6 +30,8 @@ never mentions HTTP.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class TribuneError(Exception):
@@ -67,6 +70,16 @@ class CSRFFailed(Forbidden):
 
 class RemovedFromSpace(Forbidden):
     title = "Removed from this Space"
+
+
+class ProofOfWorkRequired(Forbidden):
+    """Attack mode: an anonymous join must carry a solved ``challenge`` (admission.pow)."""
+
+    title = "Proof of work required"
+
+    def __init__(self, detail: str, challenge: dict[str, Any]) -> None:
+        super().__init__(detail)
+        self.challenge = challenge
 
 
 class NotFound(TribuneError):

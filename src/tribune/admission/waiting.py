@@ -38,7 +38,7 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -241,6 +241,7 @@ class Admission:
         limits: Limits,
         *,
         count_max_age_s: float = 0.5,
+        on_arrival: Callable[[str, int, bool], Awaitable[None]] | None = None,
     ) -> None:
         if limits.admit_per_s <= 0 or limits.max_listeners < 0:
             raise ValueError("need admit_per_s > 0 and max_listeners >= 0")
@@ -249,6 +250,8 @@ class Admission:
         self.presence = presence
         self.limits = limits
         self.count_max_age_s = count_max_age_s
+        #: told of every first join's place in line (attack mode's arrival rate)
+        self.on_arrival = on_arrival
         self._active: dict[str, tuple[float, int]] = {}
         self._fetches: dict[str, asyncio.Future[int]] = {}
 
@@ -298,6 +301,8 @@ class Admission:
         verdict = await self.room.arrive(
             space_id, ticket_id, key, live=live, active=active, limits=self.limits
         )
+        if self.on_arrival is not None:
+            await self.on_arrival(space_id, verdict.place, verdict.prestart)
         if verdict.status == "admitted":
             return
         fresh = QueueTicket(

@@ -15,7 +15,18 @@ from tribune import __version__, problems_doc
 from tribune.api import problems
 from tribune.api.fastpath import GuestJoinFastPath
 from tribune.api.guard import RequestGuard
-from tribune.api.routes import accounts, events, hls, listeners, replay, spaces, stage, stream, whip
+from tribune.api.routes import (
+    accounts,
+    events,
+    hls,
+    listeners,
+    operator,
+    replay,
+    spaces,
+    stage,
+    stream,
+    whip,
+)
 from tribune.api.services import Services
 from tribune.config import Settings
 from tribune.demo import ensure_demo
@@ -76,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # joins are answered without entering the router.
     app.add_middleware(GuestJoinFastPath)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
-    for module in (accounts, spaces, listeners, stage, events, whip, hls, stream, replay):
+    for module in (accounts, spaces, listeners, stage, events, whip, hls, stream, replay, operator):
         app.include_router(module.router)
     app.include_router(health)
 

@@ -7,9 +7,9 @@ FastAPI route, but skips FastAPI's routing, dependency solving and its own middl
 which cost more than the join itself (see ``bench/join.py``). Everything else, including
 joins that carry credentials, goes on to the documented FastAPI route.
 
-A join coming back from the waiting room carries a small JSON body (``{"ticket": ...}``);
-only then is a body read and validated (with the route's own model, ``JoinIn``), so a
-first join costs what it did.
+A join coming back from the waiting room carries a small JSON body (``{"ticket": ...}``),
+as does one in attack mode (``{"pow": ...}``); only then is a body read and validated
+(with the route's own model, ``JoinIn``), so a first join costs what it did.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tribune.api.addresses import client_address
 from tribune.api.listener_views import join_response
 from tribune.api.problems import problem, problem_for
 from tribune.api.schemas import JoinIn
@@ -43,15 +44,19 @@ class GuestJoinFastPath:
     async def _join(self, scope: Scope, receive: Receive, send: Send, space_id: str) -> None:
         services = scope["app"].state.services
         ticket: str | None = None
+        pow: str | None = None
         if _has_body(scope):
             raw = await _read_body(receive)
             parsed = None if raw.strip() in (b"", b"{}") else _parse_body(raw, scope["path"])
             if isinstance(parsed, Response):
                 await parsed(scope, receive, send)
                 return
-            ticket = parsed.ticket if parsed is not None else None
+            if parsed is not None:
+                ticket, pow = parsed.ticket, parsed.pow
+        address = client_address(scope, services.runtime.settings.trusted_proxies)
         try:
-            response = join_response(services, await services.spaces.join(space_id, None, ticket))
+            joined = await services.spaces.join(space_id, None, ticket, pow=pow, address=address)
+            response = join_response(services, joined)
         except TribuneError as error:
             response = problem_for(error, scope["path"])
         # Anything else propagates to ServerErrorMiddleware, as it would from a route.

@@ -108,6 +108,8 @@ def problem_for(error: exc.TribuneError, path: str) -> Response:
             ticket=error.ticket,
             prestart=error.prestart,
         )
+    if isinstance(error, exc.ProofOfWorkRequired):
+        extra["challenge"] = error.challenge
     if isinstance(error, exc.NotAuthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="tribune"'
     return problem(

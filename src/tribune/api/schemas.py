@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from tribune.admission.pow import MAX_POW_CHARS
+
 
 class In(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -57,6 +59,15 @@ class InviteIn(In):
 class JoinIn(In):
     #: the waiting-room ticket of an earlier join answered 503 (absent on a first join)
     ticket: str | None = Field(None, min_length=1, max_length=512)
+    #: in attack mode, a solved proof of work: ``{window}:{rand}:{n}`` (admission.pow)
+    pow: str | None = Field(None, min_length=1, max_length=MAX_POW_CHARS)
+
+
+class OperatorAttackIn(In):
+    #: ``auto``, ``on`` or ``off``; null: back to TRIBUNE_ATTACK_MODE
+    mode: Literal["auto", "on", "off"] | None = None
+    #: proof-of-work difficulty; null: back to TRIBUNE_POW_BITS
+    pow_bits: int | None = Field(None, ge=1, le=32)
 
 
 class ReactionIn(In):

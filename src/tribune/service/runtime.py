@@ -6,7 +6,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import httpx
 from redis.asyncio import Redis
@@ -15,6 +16,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from tribune.admission.attack import AttackMode, AttackState, MemoryAttackState, Policy
+from tribune.admission.pow import MemoryPowBurns, Pow, PowBurns, pow_key
 from tribune.admission.ratelimit import MemoryRateLimiter, RateLimiter
 from tribune.admission.tickets import Tickets
 from tribune.admission.tokens import ListenerTokens
@@ -48,18 +51,29 @@ def connect_redis(url: str) -> Redis:
     )
 
 
-def _shared_state(
-    settings: Settings,
-) -> tuple[Presence, RateLimiter, EventBus, WaitingRoom]:
+class _Shared(NamedTuple):
+    presence: Presence
+    limiter: RateLimiter
+    bus: EventBus
+    waiting: WaitingRoom
+    attack: AttackState
+    burns: PowBurns
+
+
+def _shared_state(settings: Settings) -> _Shared:
     """In-process state for the embedded default; Redis when ``TRIBUNE_REDIS_URL`` is set,
     so that every worker sees the same counts, limits, events and waiting rooms."""
     if not settings.redis_url:
-        return (
+        return _Shared(
             MemoryPresence(settings.presence_window_s, time.monotonic),
             MemoryRateLimiter(),
             MemoryEventBus(),
             MemoryWaitingRoom(settings.waiting_ticket_ttl_s),
+            MemoryAttackState(),
+            MemoryPowBurns(),
         )
+    from tribune.admission.attack import RedisAttackState
+    from tribune.admission.pow import RedisPowBurns
     from tribune.admission.redis_ratelimit import RedisRateLimiter
     from tribune.admission.redis_waiting import RedisWaitingRoom
     from tribune.events.redis import RedisEventBus
@@ -68,11 +82,13 @@ def _shared_state(
     def connect() -> Redis:  # one pool each: pub/sub holds a connection of its own
         return connect_redis(settings.redis_url)  # type: ignore[arg-type]
 
-    return (
+    return _Shared(
         RedisPresence(connect(), settings.presence_window_s),
         RedisRateLimiter(connect()),
         RedisEventBus(connect()),
         RedisWaitingRoom(connect(), settings.waiting_ticket_ttl_s),
+        RedisAttackState(connect()),
+        RedisPowBurns(connect()),
     )
 
 
@@ -88,6 +104,11 @@ class Runtime:
     media: MediaHub
     #: admission control at join: the limits and the waiting room
     admission: Admission
+    #: attack mode: proof of work and per-address limits at join
+    attack: AttackMode
+    #: per-worker limits (heartbeats per listener token): a backstop behind the edges,
+    #: never a round trip
+    local_limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     #: Redis for what is neither presence, limits nor events (speaking levels), when set
     redis: Redis | None = None
     #: talks to the media node from an API-only worker (TRIBUNE_MEDIA_URL)
@@ -101,7 +122,21 @@ class Runtime:
         secret = settings.resolved_secret()
         db = Database(settings.resolved_database_url())
         await db.migrate()
-        presence, limiter, bus, waiting = _shared_state(settings)
+        shared = _shared_state(settings)
+        attack = AttackMode(
+            shared.attack,
+            shared.burns,
+            Pow(pow_key(secret)),
+            Policy(
+                default_mode=settings.attack_mode,
+                joins_per_s=settings.attack_joins_per_s,
+                hold_s=settings.attack_hold_s,
+                bits=settings.pow_bits,
+                trusted_age=timedelta(hours=settings.trusted_account_age_h),
+                per_address_rate=settings.joins_per_address_per_s,
+                per_address_burst=settings.joins_per_address_burst,
+            ),
+        )
         media_client = None
         if settings.media_url and not settings.media:
             media_client = httpx.AsyncClient(base_url=settings.media_url, timeout=20)
@@ -111,16 +146,18 @@ class Runtime:
             settings=settings,
             secret=secret,
             db=db,
-            presence=presence,
-            limiter=limiter,
-            bus=bus,
+            presence=shared.presence,
+            limiter=shared.limiter,
+            bus=shared.bus,
             listener_tokens=ListenerTokens(secret, settings.listener_token_ttl_s),
             admission=Admission(
-                waiting,
+                shared.waiting,
                 Tickets(secret, settings.waiting_ticket_ttl_s),
-                presence,
+                shared.presence,
                 Limits(settings.admit_per_s, settings.max_listeners),
+                on_arrival=attack.arrived,
             ),
+            attack=attack,
             media=MediaHub(
                 settings.data_dir / "recordings",
                 codec=settings.audio_codec,
@@ -142,6 +179,8 @@ class Runtime:
         await self.presence.close()
         await self.limiter.close()
         await self.admission.close()
+        await self.attack.close()
+        await self.local_limiter.close()
         if self.redis is not None:
             await self.redis.aclose()
         if self.media_client is not None:

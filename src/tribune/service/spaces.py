@@ -45,6 +45,10 @@ from tribune.store.users import User
 logger = logging.getLogger(__name__)
 
 GUEST_PREFIX = "g_"
+#: heartbeats per second per listener token (a player sends one every
+#: TRIBUNE_HEARTBEAT_INTERVAL_S; the burst covers retries after a network blip)
+HEARTBEATS_PER_S = 1.0
+HEARTBEAT_BURST = 5
 _MAX_GATES = 10_000
 
 
@@ -278,12 +282,22 @@ class Spaces:
             raise NotFound(f"there is no Space with id {space_id!r}")
         return gate
 
-    async def join(self, space_id: str, user: User | None, ticket: str | None = None) -> Joined:
+    async def join(
+        self,
+        space_id: str,
+        user: User | None,
+        ticket: str | None = None,
+        *,
+        pow: str | None = None,
+        address: str | None = None,
+    ) -> Joined:
         """A listener token for ``space_id``: hot path, no database for guests.
 
         Over the Space's admission limits (or before it starts) the join waits in line:
         ``Queued`` with a ticket to come back with (see ``admission.waiting``). Stage
-        members (host, co-hosts, speakers) are never queued.
+        members (host, co-hosts, speakers) are never queued. In attack mode a first join
+        needs a proof of work (``pow``) unless the account has history, and joins are
+        limited per client ``address`` (see ``admission.attack``).
         """
         gate = await self._gate(space_id)
         if gate.state in (SpaceState.ENDED, SpaceState.CANCELLED):
@@ -297,6 +311,13 @@ class Spaces:
                 if await store.is_removed(conn, space_id, user.id):
                     raise RemovedFromSpace("you were removed from this Space and cannot rejoin it")
             listener_id = user.id
+        await self.rt.attack.check_join(
+            space_id,
+            pow,
+            address,
+            first=ticket is None,
+            trusted=self.rt.attack.trusts(user, self.rt.now()),
+        )
         try:
             await self.rt.admission.admit(
                 space_id,
@@ -332,8 +353,22 @@ class Spaces:
             async with self.rt.db.read() as conn:
                 if await store.is_removed(conn, space_id, token.listener_id):
                     raise RemovedFromSpace("you were removed from this Space")
+        decision = await self.rt.local_limiter.hit(
+            f"beat:{token.listener_id}", HEARTBEATS_PER_S, HEARTBEAT_BURST
+        )
+        if not decision.allowed:
+            raise RateLimited(
+                "too many heartbeats for this listener token: one every few seconds will do",
+                decision.retry_after,
+            )
         await self.rt.presence.seen(space_id, token.listener_id)
         return await self.rt.presence.counts(space_id)
+
+    async def admission_document(self, space_id: str) -> dict[str, Any]:
+        """What a joining client (or an edge) needs to know before it joins: whether the
+        Space is in attack mode, and the proof-of-work challenge if so."""
+        await self._gate(space_id)
+        return await self.rt.attack.document(space_id)
 
     async def react(
         self,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 
+import orjson
 from fastapi import APIRouter, Request, Response
 
+from tribune.api.addresses import client_address
 from tribune.api.auth import CallerDep, ListenerDep
 from tribune.api.listener_views import join_response
 from tribune.api.problems import PROBLEM_JSON
@@ -33,17 +35,48 @@ router = APIRouter(prefix="/api/spaces", tags=["listening"])
             'random extra) with `{"ticket": "..."}` as the body.',
             "content": {PROBLEM_JSON: {}},
         },
-        403: {"description": "a forged or altered ticket, or another Space's"},
+        403: {
+            "description": "a forged or altered ticket, or another Space's; or, in attack "
+            "mode, `proof-of-work-required`: solve the problem's `challenge` and join again "
+            'with `{"pow": "..."}`'
+        },
+        429: {"description": "attack mode: too many joins from this address"},
         409: {"description": "the ticket was already used: join again without it"},
         410: {"description": "the ticket expired: join again without it"},
     },
 )
 async def join(
-    space_id: str, caller: CallerDep, services: ServicesDep, body: JoinIn | None = None
+    space_id: str,
+    request: Request,
+    caller: CallerDep,
+    services: ServicesDep,
+    body: JoinIn | None = None,
 ) -> Response:
     """Guests without credentials are answered by ``api.fastpath`` with the same code."""
-    ticket = body.ticket if body is not None else None
-    return join_response(services, await services.spaces.join(space_id, caller.user, ticket))
+    joined = await services.spaces.join(
+        space_id,
+        caller.user,
+        body.ticket if body is not None else None,
+        pow=body.pow if body is not None else None,
+        address=client_address(request.scope, services.runtime.settings.trusted_proxies),
+    )
+    return join_response(services, joined)
+
+
+@router.get(
+    "/{space_id}/admission",
+    summary="Before joining: is the Space in attack mode, and its proof-of-work challenge",
+    responses={200: {"content": {"application/json": {}}}},
+)
+async def admission(space_id: str, services: ServicesDep) -> Response:
+    """``{"attack_mode": bool, "challenge": {...} | null}``, the same for everyone and
+    cacheable for a second (edges read it to turn unsolved joins away themselves)."""
+    document = await services.spaces.admission_document(space_id)
+    return Response(
+        orjson.dumps(document),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=1"},
+    )
 
 
 @router.post("/{space_id}/heartbeat", response_model=HeartbeatOut, summary="I am still here")
