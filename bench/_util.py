@@ -157,6 +157,9 @@ def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # their simulated crowds. Its check still runs on every join, only never says wait.
     env["TRIBUNE_ADMIT_PER_S"] = "1000000000"
     env["TRIBUNE_MAX_LISTENERS"] = "0"
+    # ... nor may attack mode take a benchmark's crowd for an attack (bench/flashcrowd.py
+    # turns it on on purpose).
+    env["TRIBUNE_ATTACK_MODE"] = "off"
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
