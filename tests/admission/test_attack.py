@@ -297,6 +297,8 @@ def test_an_account_with_history_skips_the_puzzle(
     fresh = sign_up(guarded.url)
     fresh.headers.update(address())
     pow_problem(fresh.post(f"/api/spaces/{sid}/join"))
+    # The stage is never asked, however new the account: the host joins straight in.
+    assert host.post(f"/api/spaces/{sid}/join").status_code == 201
     # Where every account counts as having history, a signed-in join goes straight in.
     lenient = start_server(media=False, attack_mode="on", trusted_account_age_h=0)
     try:

@@ -21,6 +21,7 @@ from tribune.exceptions import (
     NotAuthenticated,
     NotFound,
     PermissionDenied,
+    ProofOfWorkRequired,
     Queued,
     RateLimited,
     RemovedFromSpace,
@@ -311,22 +312,23 @@ class Spaces:
                 if await store.is_removed(conn, space_id, user.id):
                     raise RemovedFromSpace("you were removed from this Space and cannot rejoin it")
             listener_id = user.id
-        await self.rt.attack.check_join(
-            space_id,
-            pow,
-            address,
-            first=ticket is None,
-            trusted=self.rt.attack.trusts(user, self.rt.now()),
-        )
         try:
+            await self.rt.attack.check_join(
+                space_id,
+                pow,
+                address,
+                first=ticket is None,
+                trusted=self.rt.attack.trusts(user, self.rt.now()),
+            )
             await self.rt.admission.admit(
                 space_id,
                 ticket,
                 live=gate.state is SpaceState.LIVE,
                 starts_in_s=self._starts_in(gate),
             )
-        except (Queued, TicketUsed):
-            # Only now (rarely) look at the stage: hosts and speakers never wait.
+        except (Queued, TicketUsed, ProofOfWorkRequired, RateLimited):
+            # Only now (rarely) look at the stage: hosts and speakers never wait, solve
+            # puzzles or count against their address.
             if user is None or not await self._on_stage(space_id, user.id):
                 raise
         token, expires = self.rt.listener_tokens.issue(space_id, listener_id)
