@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import httpx
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -39,16 +39,30 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: connections per Redis client (a worker has a few clients): plenty for Redis's 10,000
+POOL_CONNECTIONS = 256
+#: how long a command waits for a free connection before failing
+POOL_WAIT_S = 10.0
+
+
 def connect_redis(url: str) -> Redis:
     """A Redis client that survives a restart of Redis: a command on a connection Redis
     dropped reconnects and is retried (with backoff, for about 3 s) instead of failing the
     request that sent it, so a decision made just as Redis comes back still reaches the
-    other workers."""
-    return Redis.from_url(
+    other workers.
+
+    The pool *waits* for a free connection (up to ``POOL_WAIT_S``) rather than raising as
+    redis-py's default pool does past its limit: at the start of a crowded Space a worker
+    has hundreds of joins in flight at once, and a join that waits a few milliseconds for
+    a connection is better than one answered 500 (bench/flashcrowd.py saw 171)."""
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_CONNECTIONS,
+        timeout=POOL_WAIT_S,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 8),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+    return Redis.from_pool(pool)  # closing the client closes its pool
 
 
 class _Shared(NamedTuple):
