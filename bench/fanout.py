@@ -235,6 +235,9 @@ def running_tribune(workdir: Path, cpu: int, collapses: list[str]) -> Iterator[T
                     "--workers", "1", "--worker-connections", "16000", "--collapse", collapse,
                     "--rate", unlimited, "--burst", unlimited,
                     "--api-rate", unlimited, "--api-burst", unlimited, "--stream-conns", "65535",
+                    "--join-rate", unlimited, "--join-burst", unlimited,
+                    "--token-rate", unlimited, "--token-burst", unlimited,
+                    "--token-streams", "65535",
                 ],
                 env=env, check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip

@@ -48,8 +48,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _edge_config(args: argparse.Namespace) -> int:
     # Imported here: `tribune serve` does not need it.
+    from tribune.admission.pow import pow_key
+    from tribune.api.app import create_app
     from tribune.edge import EdgeConfig, Origin, listener_key, publish_key, write_edge
-    from tribune.edge.config import part_us
+    from tribune.edge.config import origin_routes, part_us, ticket_key
 
     settings = Settings()
     if settings.secret_key is None and not (settings.data_dir / SECRET_FILE).exists():
@@ -69,13 +71,24 @@ def _edge_config(args: argparse.Namespace) -> int:
             origins=origins,
             media_origin=Origin.parse(args.media_origin) if args.media_origin else origins[0],
             listener_key=listener_key(secret),
+            ticket_key=ticket_key(secret),
+            pow_key=pow_key(secret),
             publish_key=publish_key(secret),
             cache_dir=args.cache_dir.resolve(),
+            marks_dir=args.marks_dir.resolve(),
             listen=args.listen,
             rate=args.rate,
             burst=args.burst,
             api_rate=args.api_rate,
             api_burst=args.api_burst,
+            join_rate=args.join_rate,
+            join_burst=args.join_burst,
+            token_rate=args.token_rate,
+            token_burst=args.token_burst,
+            token_streams=args.token_streams,
+            ticket_ttl_s=settings.waiting_ticket_ttl_s,
+            # What the origin serves: this version's route table (the app is only built).
+            routes=origin_routes(create_app(settings)),
             rate_zone_mb=args.rate_zone_mb,
             cache_size=args.cache_size,
             part_us=part_us(settings.audio_codec),
@@ -113,8 +126,10 @@ def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "it checks listeners' signed URLs, caches the audio and the room state for everyone, "
         "collapses identical requests into one origin fetch and rate-limits per address; "
         "it also serves the stream (/listen/: one response per listener, nchan), which the "
-        "media process feeds. The listener-token and publish keys are derived from the secret "
-        "in TRIBUNE_SECRET_KEY or TRIBUNE_DATA_DIR/secret.key, as on the origin; the secret "
+        "media process feeds. Joins, heartbeats and attack mode's proofs of work are checked "
+        "at the edge, and only paths the origin serves reach it. The keys (listener token, "
+        "waiting-room ticket, proof of work, publish) are derived from the secret in "
+        "TRIBUNE_SECRET_KEY or TRIBUNE_DATA_DIR/secret.key, as on the origin; the secret "
         "itself is not written.",
     )
     edge.add_argument("--out", type=Path, required=True, help="the nginx.conf to write (mode 0600)")
@@ -140,11 +155,30 @@ def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     edge.add_argument("--cache-size", default="1g", help="most the cache may hold (1g)")
     edge.add_argument(
+        "--marks-dir",
+        type=Path,
+        default=Path("/run"),
+        help="where the edge remembers burned proofs of work and admitted tickets, a file "
+        "each: a file system in memory (default /run; must exist)",
+    )
+    edge.add_argument(
         "--rate", type=int, default=30, help="HLS + room-state requests/s per address (30)"
     )
     edge.add_argument("--burst", type=int, default=60, help="... with this burst (60)")
     edge.add_argument("--api-rate", type=int, default=10, help="other requests/s per address (10)")
     edge.add_argument("--api-burst", type=int, default=30, help="... with this burst (30)")
+    edge.add_argument(
+        "--join-rate",
+        type=int,
+        default=5,
+        help="joins/s per address, besides --api-rate (5; many people behind one "
+        "carrier-grade NAT address share it, see docs/edges.md)",
+    )
+    edge.add_argument("--join-burst", type=int, default=20, help="... with this burst (20)")
+    edge.add_argument(
+        "--token-rate", type=int, default=1, help="heartbeats/s per listener token (1)"
+    )
+    edge.add_argument("--token-burst", type=int, default=5, help="... with this burst (5)")
     edge.add_argument(
         "--rate-zone-mb",
         type=int,
@@ -191,6 +225,12 @@ def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=int,
         default=20,
         help="streams (/listen/) open at once per address (20)",
+    )
+    edge.add_argument(
+        "--token-streams",
+        type=int,
+        default=3,
+        help="streams (/listen/) open at once per listener token (3)",
     )
     edge.add_argument(
         "--nchan-module",

@@ -20,9 +20,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,8 +78,20 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_cluster(directory: Path, *, api_workers: int = 2, edges: int = 2) -> Iterator[Cluster]:
-    """Start the whole cluster under ``directory``; yields it once every part answers."""
+def running_cluster(
+    directory: Path,
+    *,
+    api_workers: int = 2,
+    edges: int = 2,
+    env: Mapping[str, str] | None = None,
+    edge_flags: Sequence[str] = (),
+) -> Iterator[Cluster]:
+    """Start the whole cluster under ``directory``; yields it once every part answers.
+
+    ``env``: more ``TRIBUNE_*`` settings for every process (attack mode, admission
+    limits...); ``edge_flags``: more ``tribune edge-config`` flags for every edge (e.g.
+    per-address limits raised for a load generator that sends everything from one address).
+    """
     nginx = shutil.which("nginx")
     if nginx is None or not NJS_MODULE.exists() or not NCHAN_MODULE.exists():
         raise RuntimeError(
@@ -92,14 +105,21 @@ def running_cluster(directory: Path, *, api_workers: int = 2, edges: int = 2) ->
     with contextlib.ExitStack() as stack:
         redis_url = stack.enter_context(running_redis(directory))
         database_url = stack.enter_context(running_postgres("tribune", directory))
-        env = {
+        base = {
             **{k: v for k, v in os.environ.items() if not k.startswith("TRIBUNE_")},
             "TRIBUNE_SECRET_KEY": secrets.token_hex(32),
             "TRIBUNE_DATA_DIR": str(directory / "data"),
             "TRIBUNE_DATABASE_URL": database_url,
             "TRIBUNE_REDIS_URL": redis_url,
             "TRIBUNE_HOST": "127.0.0.1",
+            **(env or {}),
         }
+        # The edges' marks (a file per join that passes with a proof of work or a ticket)
+        # in memory, as /run would hold them on a production edge.
+        shm = Path("/dev/shm")  # noqa: S108 - a fresh directory of our own (mkdtemp)
+        marks = Path(tempfile.mkdtemp(prefix="tribune-marks-", dir=shm if shm.is_dir() else None))
+        marks.chmod(0o755)
+        stack.callback(shutil.rmtree, marks, ignore_errors=True)  # after the edges stop
         processes: dict[str, subprocess.Popen[bytes]] = {}
 
         def stop_all() -> None:
@@ -113,7 +133,7 @@ def running_cluster(directory: Path, *, api_workers: int = 2, edges: int = 2) ->
             with log.open("ab") as out:  # the child keeps its own copy of the descriptor
                 proc = subprocess.Popen(
                     [*_tribune(), "serve", "--port", str(port)],
-                    env={**env, **extra, "TRIBUNE_PORT": str(port)},
+                    env={**base, **extra, "TRIBUNE_PORT": str(port)},
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
@@ -142,10 +162,12 @@ def running_cluster(directory: Path, *, api_workers: int = 2, edges: int = 2) ->
                 *_tribune(), "edge-config", "--out", str(home / "nginx.conf"),
                 *(arg for api in apis for arg in ("--origin", api)),
                 "--media-origin", media, "--listen", f"127.0.0.1:{port}",
-                "--cache-dir", str(home / "cache"), "--pid", str(home / "nginx.pid"),
-                "--error-log", str(home / "error.log"), "--access-log", str(home / "access.log"),
+                "--cache-dir", str(home / "cache"), "--marks-dir", str(marks),
+                "--pid", str(home / "nginx.pid"), "--error-log", str(home / "error.log"),
+                "--access-log", str(home / "access.log"),
+                *edge_flags,
             ]  # fmt: skip
-            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, env=base, check=True, stdout=subprocess.DEVNULL)
             with (logs / f"edge-{n}.log").open("ab") as out:
                 proc = subprocess.Popen(
                     [nginx, "-c", str(home / "nginx.conf"), "-g", "daemon off;"],

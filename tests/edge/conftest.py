@@ -36,6 +36,8 @@ from tribune.cli import main as tribune_main
 from tribune.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+#: switches attack mode at run time (PUT /api/operator/attack-mode), see test_attack.py
+OPERATOR_KEY = "edge-tests-operator-key"
 NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
 DEBS = ("nginx-light", "libnginx-mod-http-js", "libnginx-mod-nchan")
@@ -101,7 +103,11 @@ class Origin:
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origin]:
     """Tribune with live audio, every request it receives counted."""
     secret = secrets.token_hex(32)
-    settings = Settings(data_dir=tmp_path_factory.mktemp("origin"), secret_key=secret)  # type: ignore[arg-type]
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("origin"),
+        secret_key=secret,  # type: ignore[arg-type]
+        operator_key=OPERATOR_KEY,  # type: ignore[arg-type]
+    )
     counter = Counter(create_app(settings))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -150,6 +156,8 @@ class Edge:
     access_log: Path
     error_log: Path
     process: subprocess.Popen[bytes]
+    #: where njs keeps burned proofs of work and admitted tickets (--marks-dir)
+    marks: Path
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=20, **kwargs)
@@ -195,6 +203,7 @@ def write_config(origin: Origin, directory: Path, port: int, *flags: str) -> int
                 "--error-log", str(directory / "error.log"),
                 "--workers", "2",
                 "--worker-connections", "4096",
+                "--marks-dir", str(directory),  # not /run: nothing left behind
                 *flags,
             ]
         )  # fmt: skip
@@ -208,6 +217,17 @@ def _edge_directory() -> Path:
     return directory
 
 
+def _marks_directory() -> Path:
+    """In memory, as in production (/run): a file is made for every join that passes with a
+    proof of work or a ticket, and this machine's disk takes ~0.5 ms to make one."""
+    shm = Path("/dev/shm")
+    directory = Path(
+        tempfile.mkdtemp(prefix="tribune-edge-marks-", dir=shm if shm.is_dir() else None)
+    )
+    directory.chmod(0o755)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def start_edge(origin: Origin, nginx: str) -> Iterator[Callable[..., Edge]]:
     """Start an nginx edge configured with the given extra ``tribune edge-config`` flags."""
@@ -215,8 +235,9 @@ def start_edge(origin: Origin, nginx: str) -> Iterator[Callable[..., Edge]]:
 
     def start(*flags: str) -> Edge:
         directory = _edge_directory()
+        marks = _marks_directory()
         port = free_port()
-        assert write_config(origin, directory, port, *flags) == 0
+        assert write_config(origin, directory, port, "--marks-dir", str(marks), *flags) == 0
         conf = directory / "nginx.conf"
         process = subprocess.Popen(
             [nginx, "-c", str(conf), "-g", "daemon off;"],
@@ -232,6 +253,7 @@ def start_edge(origin: Origin, nginx: str) -> Iterator[Callable[..., Edge]]:
             directory / "access.log",
             directory / "error.log",
             process,
+            marks,
         )
         running.append(edge)
         deadline = time.monotonic() + 15
@@ -257,13 +279,16 @@ def start_edge(origin: Origin, nginx: str) -> Iterator[Callable[..., Edge]]:
         if edge.process.stderr:
             edge.process.stderr.close()
         shutil.rmtree(edge.directory, ignore_errors=True)
+        shutil.rmtree(edge.marks, ignore_errors=True)
 
 
-#: no per-address limit in the way: every test client is 127.0.0.1
+#: no per-address (or per-token) limit in the way: every test client is 127.0.0.1
 UNLIMITED = (
     *("--rate", "100000", "--burst", "100000"),
     *("--api-rate", "100000", "--api-burst", "100000"),
-    *("--stream-conns", "65535"),
+    *("--join-rate", "100000", "--join-burst", "100000"),
+    *("--token-rate", "100000", "--token-burst", "100000"),
+    *("--stream-conns", "65535", "--token-streams", "65535"),
 )
 
 

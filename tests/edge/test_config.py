@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import APIRouter, FastAPI
+from starlette.staticfiles import StaticFiles
 
 from tests.edge.conftest import Origin, write_config
+from tribune.admission.pow import pow_key
 from tribune.admission.tokens import derive_key
 from tribune.cli import main as tribune_main
 from tribune.edge import EdgeConfig, EdgeConfigError, publish_key
 from tribune.edge import Origin as OriginAddress
-from tribune.edge.config import publish_key_digest
+from tribune.edge.config import Route, origin_routes, path_pattern, publish_key_digest, ticket_key
 
 
 def test_generated_config_passes_nginx_t(origin: Origin, nginx: str, tmp_path: Path):
@@ -27,6 +30,7 @@ def test_generated_config_passes_nginx_t(origin: Origin, nginx: str, tmp_path: P
     env["TRIBUNE_SECRET_KEY"] = origin.secret.decode()
     tribune = Path(sys.executable).parent / "tribune"
     args = ["--out", str(tmp_path / "nginx.conf"), "--cache-dir", str(tmp_path / "cache")]
+    args += ["--marks-dir", str(tmp_path)]  # nginx -t makes it; /run would keep it
     made = subprocess.run(
         [tribune, "edge-config", *args, "--pid", str(tmp_path / "nginx.pid")],
         env=env,
@@ -50,7 +54,8 @@ def test_generated_config_passes_nginx_t(origin: Origin, nginx: str, tmp_path: P
 
 
 def test_only_the_derived_key_is_written(origin: Origin, tmp_path: Path):
-    """The edge gets the listener-token key, never the secret, in a file only its owner reads."""
+    """The edge gets the listener-token, ticket and proof-of-work keys, never the secret,
+    in a file only its owner reads."""
     assert write_config(origin, tmp_path, 8089) == 0
     conf = tmp_path / "nginx.conf"
     text = conf.read_text()
@@ -58,6 +63,11 @@ def test_only_the_derived_key_is_written(origin: Origin, tmp_path: Path):
     assert origin.secret.decode() not in text + script
     assert origin.secret.hex() not in text + script
     assert derive_key(origin.secret, "listener-token").hex() in text
+    assert ticket_key(origin.secret) == derive_key(origin.secret, "queue-ticket")
+    assert f"js_var $tribune_ticket_key {ticket_key(origin.secret).hex()};" in text
+    assert pow_key(origin.secret) == derive_key(origin.secret, "pow-seed")
+    assert f"js_var $tribune_pow_key {pow_key(origin.secret).hex()};" in text
+    assert f"js_var $tribune_ticket_ttl {origin.settings.waiting_ticket_ttl_s};" in text
     # Of the publish key, only its SHA-256: the file cannot be used to publish.
     key = derive_key(origin.secret, "edge-publish")
     assert publish_key(origin.secret) == key
@@ -93,6 +103,11 @@ def test_without_a_secret_it_writes_nothing(tmp_path: Path, monkeypatch, capsys)
         (["--user", "www-data; daemon off"], "user"),
         (["--stream-conns", "0"], "stream_conns must be at least 1"),
         (["--stream-conns", "70000"], "at most 65535"),
+        (["--token-streams", "0"], "token_streams must be at least 1"),
+        (["--token-streams", "70000"], "at most 65535"),
+        (["--join-rate", "0"], "join_rate must be at least 1"),
+        (["--join-burst", "-1"], "join_burst must not be negative"),
+        (["--token-rate", "0"], "token_rate must be at least 1"),
         (["--nchan-module", "/x.so; evil"], "may only contain"),
     ],
 )
@@ -140,7 +155,7 @@ def test_without_the_stream_no_nchan(origin: Origin, nginx: str, tmp_path: Path)
 def test_the_stream_needs_the_publish_key():
     def config(**fields: Any) -> EdgeConfig:
         origin = OriginAddress("a", 1)
-        return EdgeConfig((origin,), origin, b"k" * 32, Path("/c"), **fields)
+        return EdgeConfig((origin,), origin, b"k" * 32, b"t" * 32, b"w" * 32, Path("/c"), **fields)
 
     with pytest.raises(EdgeConfigError, match="publish key"):
         config()
@@ -158,5 +173,115 @@ def test_origin_addresses():
             origins=(),
             media_origin=OriginAddress("a", 1),
             listener_key=b"k" * 32,
+            ticket_key=b"t" * 32,
+            pow_key=b"w" * 32,
             cache_dir=Path("/c"),
         )
+
+
+def test_the_new_limits_are_written(origin: Origin, tmp_path: Path):
+    """--join-rate/--join-burst per address on joins, --token-rate/--token-burst per
+    listener token on heartbeats, --token-streams per token on the stream."""
+    flags = ["--join-rate", "7", "--join-burst", "9", "--token-rate", "2", "--token-burst", "4"]
+    assert write_config(origin, tmp_path, 8089, *flags, "--token-streams", "6") == 0
+    text = (tmp_path / "nginx.conf").read_text()
+    assert "zone=tribune_joins:64m rate=7r/s;" in text
+    assert "limit_req zone=tribune_joins burst=9 nodelay;" in text
+    assert "limit_req_zone $tribune_bearer_listener zone=tribune_tokens:64m rate=2r/s;" in text
+    assert "limit_req zone=tribune_tokens burst=4 nodelay;" in text
+    assert "limit_conn tribune_token_streams 6;" in text
+    defaults = tmp_path / "defaults"
+    defaults.mkdir()
+    assert write_config(origin, defaults, 8089) == 0
+    text = (defaults / "nginx.conf").read_text()
+    assert "zone=tribune_joins:64m rate=5r/s;" in text
+    assert "limit_req zone=tribune_joins burst=20 nodelay;" in text
+    assert "zone=tribune_tokens:64m rate=1r/s;" in text
+    assert "limit_conn tribune_token_streams 3;" in text
+
+
+def test_the_allow_list_is_the_apps_route_table(origin: Origin, tmp_path: Path):
+    """Every route of the app is in the map, under each of its methods, and under its set
+    of methods for the 405; nothing else is."""
+    assert write_config(origin, tmp_path, 8089) == 0
+    text = (tmp_path / "nginx.conf").read_text()
+    lines = re.findall(r'^\s+"~\^(\[\^ \]\+|[A-Z]+) \(\?:([^"]*)\)\$" ("[^"]*"|ok);$', text, re.M)
+    ok = {m: set(alt.split("|")) for m, alt, value in lines if value == "ok"}
+    allow = {value: set(alt.split("|")) for m, alt, value in lines if value != "ok"}
+    assert "/api/spaces/[^/]+/join" in ok["POST"]
+    assert "/api/spaces/[^/]+/join" not in ok["GET"]
+    assert {"/api/spaces", "/api/spaces/[^/]+/admission", "/"} <= ok["GET"]
+    assert "/api/spaces" in ok["POST"]
+    assert "/static/.+" in ok["HEAD"]
+    assert "/api/spaces" in allow['"GET, POST"']
+    assert "/api/spaces/[^/]+/heartbeat" in allow['"POST"']
+    assert "/api/operator/attack-mode" in ok["PUT"]
+    assert "wp-login" not in text
+
+
+def test_marks_are_kept_in_memory_apart_per_edge(origin: Origin, tmp_path: Path):
+    """Burned proofs of work and admitted tickets: two directories nginx makes in
+    --marks-dir (/run by default), named after the cache directory."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for name in ("a", "b"):
+        flags = ["--cache-dir", str(tmp_path / name / "cache"), "--marks-dir", str(tmp_path)]
+        assert write_config(origin, tmp_path / name, 8089, *flags) == 0
+    found = [
+        re.findall(
+            r"^    (?:fastcgi|uwsgi)_temp_path (\S+);",
+            (tmp_path / n / "nginx.conf").read_text(),
+            re.M,
+        )
+        for n in ("a", "b")
+    ]
+    assert all(len(paths) == 2 for paths in found)
+    assert all(Path(p).parent == tmp_path for paths in found for p in paths)
+    assert not set(found[0]) & set(found[1])
+    cfg = EdgeConfig(
+        (OriginAddress("a", 1),), OriginAddress("a", 1), b"k" * 32, b"t" * 32, b"w" * 32,
+        Path("/var/cache/tribune-edge"), stream=False,
+    )  # fmt: skip
+    assert all(p.parent == Path("/run") for p in cfg.marks())
+
+
+def test_routes_from_an_app():
+    """{param} is one path segment, {param:path} any rest, {param:int} digits; routes of
+    one path share a line; a static mount is its prefix, for GET and HEAD."""
+    app = FastAPI()
+    router = APIRouter(prefix="/api")
+
+    @router.get("/things/{thing_id}")
+    def get_thing(thing_id: str) -> None: ...
+
+    @router.delete("/things/{thing_id}")
+    def delete_thing(thing_id: str) -> None: ...
+
+    @router.get("/files/{rest:path}")
+    def get_file(rest: str) -> None: ...
+
+    @router.get("/pages/{n:int}/v1.json")
+    def get_page(n: int) -> None: ...
+
+    app.include_router(router)
+    app.mount("/assets", StaticFiles(directory=Path(__file__).parent), name="assets")
+    routes = {r.pattern: r.methods for r in origin_routes(app)}
+    assert routes["^/api/things/[^/]+$"] == {"GET", "DELETE"}
+    assert routes["^/api/files/.+$"] == {"GET"}
+    assert routes[r"^/api/pages/[0-9]+/v1\.json$"] == {"GET"}
+    assert routes["^/assets/.+$"] == {"GET", "HEAD"}
+    assert path_pattern("/a.b/{x}") == r"^/a\.b/[^/]+$"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ['^/x" ok; include /etc/passwd; "$', "^/x$ ;", "/x$", "^/x", "^/a b$", "^/$x$", "^/{x}$"],
+)
+def test_a_route_cannot_inject(pattern: str):
+    """What goes into the map is a quoted regex: nothing can close the quote or the line."""
+    with pytest.raises(EdgeConfigError, match="route"):
+        Route(pattern)
+    with pytest.raises(EdgeConfigError, match="method"):
+        Route("^/x$", frozenset({"GET; evil"}))
+    with pytest.raises(EdgeConfigError, match="route path"):
+        path_pattern('/x"/{y}')

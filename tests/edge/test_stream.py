@@ -379,7 +379,7 @@ async def test_publishing_needs_the_publish_key(origin: Origin, edge: Edge, publ
 async def test_streams_per_address_are_limited(origin: Origin, start_edge: Callable[..., Edge]):
     """--stream-conns 3: three streams open from one address, the fourth gets 429 (problem
     JSON, Retry-After), and a slot is free again once a stream ends."""
-    edge = start_edge("--stream-conns", "3")
+    edge = start_edge("--stream-conns", "3", "--token-streams", "100")
     sid = new_space()
     path = f"/listen/{sid}/{token_for(origin, sid)}"
     first = [await listen(edge.port, path) for _ in range(3)]

@@ -5,11 +5,16 @@ include cannot set: ``load_module`` for njs, the worker and connection limits, a
 that do not depend on the distribution's defaults. Run it with
 ``nginx -c /etc/tribune-edge/nginx.conf``; nothing else of the machine's nginx is used.
 
-Only the *derived* listener-token key goes into the file (``derive_key(secret,
-"listener-token")``), never the origin's secret: an edge can check listener tokens, and a
-stolen edge config can forge nothing but listener tokens (rotate the secret to revoke).
-Of the publish key the media process feeds the edges' streams with (``derive_key(secret,
-"edge-publish")``) the file holds only a SHA-256: an edge can check it, not send it.
+Only *derived* keys go into the file, never the origin's secret: the listener-token key
+(``derive_key(secret, "listener-token")``), the waiting-room ticket key (``"queue-ticket"``)
+and the proof-of-work seed key (``"pow-seed"``). An edge can check listener tokens, tickets
+and proofs of work; a stolen edge config can forge nothing but those (rotate the secret to
+revoke). Of the publish key the media process feeds the edges' streams with
+(``derive_key(secret, "edge-publish")``) the file holds only a SHA-256: an edge can check
+it, not send it.
+
+What the origin serves is written in too (:func:`origin_routes`, from the app's route
+table): any other path is answered ``404`` by the edge, so junk never reaches Python.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ import hashlib
 import ipaddress
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from starlette.routing import BaseRoute, Mount, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from tribune import __version__
 from tribune.admission.tokens import derive_key
@@ -61,6 +70,14 @@ PUBLISH_BODY = "256k"
 #: what the edge answers itself under this prefix (never passed to an origin)
 EDGE_PREFIX = "/_tribune/"
 PUBLISH_HEADER = "X-Tribune-Publish-Key"
+#: Retry-After when no origin answers a join: about an outage's length, so that a crowd
+#: arriving during one asks about once (clients add up to a quarter of jitter)
+JOIN_OUTAGE_RETRY_S = 30
+#: the largest join body the edge reads: a real one (a ticket, or a proof of work) is
+#: under 600 bytes; more is a 413 from the edge
+JOIN_BODY = "1k"
+#: heartbeats and reactions are a few bytes
+SMALL_BODY = "4k"
 
 
 class EdgeConfigError(ValueError):
@@ -74,11 +91,25 @@ _LISTEN = re.compile(r"^(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):)?[0-9]{1,5}$")
 _AT_LEAST_ONE = (
     "rate",
     "api_rate",
+    "join_rate",
+    "token_rate",
     "rate_zone_mb",
     "worker_connections",
     "media_ttl_s",
     "stream_conns",
+    "token_streams",
+    "ticket_ttl_s",
 )
+_BURSTS = ("burst", "api_burst", "join_burst", "token_burst")
+#: a path the origin serves, as an nginx regex: what origin_routes makes, and nothing that
+#: could leave the quoted string it is written in
+_ROUTE_PATTERN = re.compile(r"^\^/[A-Za-z0-9_./~\\\[\]^+*-]*\$$")
+_METHOD = re.compile(r"^[A-Z]{1,16}$")
+_PARAM = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*(?::([A-Za-z]+))?\}")
+_LITERAL = re.compile(r"^[A-Za-z0-9_./~-]*$")
+#: Starlette's path converters; any other (str, float, uuid...) is one path segment
+_CONVERTERS = {"path": ".+", "int": "[0-9]+"}
+_SEGMENT = "[^/]+"
 
 
 def _safe(value: str, what: str) -> str:
@@ -127,6 +158,85 @@ class Origin:
 
 
 @dataclass(frozen=True)
+class Route:
+    """A path the origin serves, as an anchored nginx (PCRE) regex, and the methods it
+    takes there (None: any). ``origin_routes`` makes them from the app's route table."""
+
+    pattern: str
+    methods: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not _ROUTE_PATTERN.match(self.pattern):
+            raise EdgeConfigError(
+                f"route {self.pattern!r}: give an anchored regex (^/...$) of letters, digits "
+                "and _./~-\\[]^+*"
+            )
+        for method in self.methods or ():
+            if not _METHOD.match(method):
+                raise EdgeConfigError(f"route {self.pattern!r}: method {method!r}")
+
+
+def path_pattern(path: str, *, prefix: bool = False) -> str:
+    """``/api/spaces/{space_id}/join`` -> ``^/api/spaces/[^/]+/join$``; ``prefix``: the
+    path and anything under it (a mounted app)."""
+    parts = ["^"]
+    at = 0
+    for param in _PARAM.finditer(path):
+        parts += [_literal(path[at : param.start()]), _CONVERTERS.get(param[1], _SEGMENT)]
+        at = param.end()
+    parts.append(_literal(path[at:]))
+    if prefix:
+        parts.append("/.+")
+    return "".join(parts) + "$"
+
+
+def _literal(text: str) -> str:
+    if not _LITERAL.match(text):
+        raise EdgeConfigError(
+            f"route path {text!r}: the edge's allow-list takes letters, digits and _./~- only"
+        )
+    return text.replace(".", r"\.")
+
+
+def _flat(routes: list[BaseRoute]) -> Iterable[tuple[str, set[str] | None, BaseRoute]]:
+    """(path, methods, route) of every route, through FastAPI's included routers."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before 0.16x keeps included routes flat
+        for route in routes:
+            yield getattr(route, "path", ""), getattr(route, "methods", None), route
+        return
+    for context in iter_route_contexts(routes):
+        yield context.path or "", context.methods, context.original_route
+
+
+def origin_routes(app: Any) -> tuple[Route, ...]:
+    """What ``app`` (a Starlette or FastAPI app: ``tribune.api.app.create_app()``) serves:
+    one Route per path, with every method any of its routes takes there. A mounted
+    directory of static files is its prefix, for GET and HEAD."""
+    methods: dict[str, set[str] | None] = {}
+    for path, taken, route in _flat(list(app.routes)):
+        if isinstance(route, Mount):
+            pattern = path_pattern(route.path, prefix=True)
+            taken = {"GET", "HEAD"} if isinstance(route.app, StaticFiles) else None
+        elif isinstance(route, WebSocketRoute):
+            pattern, taken = path_pattern(path), {"GET"}
+        elif path:
+            pattern = path_pattern(path)
+        else:
+            continue  # a Host route, or something without a path: not served through an edge
+        if pattern in methods:
+            known = methods[pattern]
+            methods[pattern] = None if known is None or taken is None else known | taken
+        else:
+            methods[pattern] = None if taken is None else set(taken)
+    return tuple(
+        Route(pattern, None if taken is None else frozenset(taken))
+        for pattern, taken in methods.items()
+    )
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     """Everything an edge's configuration depends on. Rates are requests per second."""
 
@@ -136,7 +246,17 @@ class EdgeConfig:
     media_origin: Origin
     #: the derived listener-token key (32 bytes), see :func:`listener_key`
     listener_key: bytes
+    #: the derived waiting-room ticket key (32 bytes), see :func:`ticket_key`
+    ticket_key: bytes
+    #: the derived proof-of-work seed key (32 bytes), ``admission.pow.pow_key``
+    pow_key: bytes
     cache_dir: Path
+    #: where njs keeps its marks (burned proofs of work, admitted tickets): an empty file
+    #: each, made for every join that passes with one, so a file system in memory (/run is
+    #: one on systemd machines, and only root writes there: no one can plant a link where
+    #: nginx will make them). nginx makes two directories in it, named after the cache
+    #: directory so that two edges on one machine keep theirs apart (:meth:`marks`).
+    marks_dir: Path = Path("/run")
     #: the key the media process publishes parts with (32 bytes), see :func:`publish_key`;
     #: needed when ``stream`` is on (only its SHA-256 is written)
     publish_key: bytes | None = None
@@ -147,6 +267,21 @@ class EdgeConfig:
     #: per client address: everything else (join, heartbeat, reactions, pages)
     api_rate: int = 10
     api_burst: int = 30
+    #: per client address: joins, besides the above (an honest client retries at most
+    #: once a second; carrier-grade NAT puts many behind one address, see docs/edges.md)
+    join_rate: int = 5
+    join_burst: int = 20
+    #: per listener token: heartbeats (a player sends one every 10 s)
+    token_rate: int = 1
+    token_burst: int = 5
+    #: per listener token: streams open at once
+    token_streams: int = 3
+    #: how long a waiting-room ticket is valid after it was (re)issued
+    #: (TRIBUNE_WAITING_TICKET_TTL_S); admitted tickets are remembered as long
+    ticket_ttl_s: int = 30 * 60
+    #: what the origin serves (origin_routes); other paths get a 404 from the edge.
+    #: None: every path is passed (``tribune edge-config`` always gives the app's)
+    routes: tuple[Route, ...] | None = None
     #: shared memory per rate-limit zone; about 8,000 addresses per megabyte
     rate_zone_mb: int = 64
     cache_size: str = "1g"
@@ -180,8 +315,9 @@ class EdgeConfig:
     def __post_init__(self) -> None:
         if not self.origins:
             raise EdgeConfigError("give at least one origin")
-        if len(self.listener_key) != 32:
-            raise EdgeConfigError("the listener key must be 32 bytes (derive_key's output)")
+        for name in ("listener_key", "ticket_key", "pow_key"):
+            if len(getattr(self, name)) != 32:
+                raise EdgeConfigError(f"{name} must be 32 bytes (derive_key's output)")
         if not _LISTEN.match(self.listen):
             raise EdgeConfigError(
                 f"listen {self.listen!r}: give PORT, HOST:PORT or [IPv6]:PORT (e.g. 0.0.0.0:8080)"
@@ -189,9 +325,10 @@ class EdgeConfig:
         for name in _AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise EdgeConfigError(f"{name} must be at least 1")
-        if self.stream_conns > 65535:
-            raise EdgeConfigError("stream_conns must be at most 65535 (nginx's limit_conn)")
-        for name in ("burst", "api_burst"):
+        for name in ("stream_conns", "token_streams"):
+            if getattr(self, name) > 65535:
+                raise EdgeConfigError(f"{name} must be at most 65535 (nginx's limit_conn)")
+        for name in _BURSTS:
             if getattr(self, name) < 0:
                 raise EdgeConfigError(f"{name} must not be negative")
         if not 50_000 <= self.part_us <= 10_000_000:
@@ -206,7 +343,11 @@ class EdgeConfig:
             raise EdgeConfigError(f"user {self.user!r}: give USER or 'USER GROUP'")
         if self.worker_processes != "auto" and not self.worker_processes.isdigit():
             raise EdgeConfigError("worker_processes must be 'auto' or a number")
-        for what, path in (("cache dir", self.cache_dir), ("pid file", self.pid)):
+        for what, path in (
+            ("cache dir", self.cache_dir),
+            ("marks dir", self.marks_dir),
+            ("pid file", self.pid),
+        ):
             if not path.is_absolute():
                 raise EdgeConfigError(f"{what} {str(path)!r} must be an absolute path")
             _safe(str(path), what)
@@ -226,10 +367,21 @@ class EdgeConfig:
                 "or turn the stream off"
             )
 
+    def marks(self) -> tuple[Path, Path]:
+        """The directories of burned proofs of work and of admitted tickets."""
+        tag = hashlib.sha256(str(self.cache_dir).encode()).hexdigest()[:10]
+        base = self.marks_dir / f"tribune-edge-{tag}"
+        return base.with_name(base.name + "-pow"), base.with_name(base.name + "-tickets")
+
 
 def listener_key(secret: bytes) -> bytes:
     """The key listener tokens are signed with (the edge gets this, never ``secret``)."""
     return derive_key(secret, "listener-token")
+
+
+def ticket_key(secret: bytes) -> bytes:
+    """The key waiting-room tickets are signed with (``admission.tickets``)."""
+    return derive_key(secret, "queue-ticket")
 
 
 def publish_key(secret: bytes) -> bytes:
@@ -338,6 +490,10 @@ def _stream_http(cfg: EdgeConfig) -> str:
     js_var $tribune_publish_key_sha256 {publish_key_digest(cfg.publish_key)};
     js_set $tribune_publish_verdict tribune.publishVerdict;
     limit_conn_zone $binary_remote_addr zone=tribune_streams:{cfg.rate_zone_mb}m;
+    # ... and per listener token: njs checks the token in the path and gives its listener
+    # id ("" for a bad token: not counted, and refused anyway)
+    js_set $tribune_stream_listener tribune.streamListener;
+    limit_conn_zone $tribune_stream_listener zone=tribune_token_streams:{cfg.rate_zone_mb}m;
     limit_conn_status 429;
     limit_conn_log_level warn;
 """
@@ -375,10 +531,12 @@ def _stream_locations(cfg: EdgeConfig) -> str:
     return f"""\
 {i}# The stream: /listen/{{space}}/{{listener token}} is one response per listener, into
 {i}# which nginx writes every part the media process publishes (docs/edges.md). The
-{i}# limits come first, then njs checks the token (403, 410) and hands over to nchan.
+{i}# limits come first (streams per address, then per token), then njs checks the token
+{i}# (403, 410) and hands over to nchan.
 {i}location /listen/ {{
 {i}    limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
 {i}    limit_conn tribune_streams {cfg.stream_conns};
+{i}    limit_conn tribune_token_streams {cfg.token_streams};
 {i}    js_content tribune.listen;
 {i}}}
 
@@ -426,10 +584,232 @@ def _stream_locations(cfg: EdgeConfig) -> str:
 {edge_only}"""
 
 
+def _alternations(prefix: str, patterns: list[str], value: str) -> list[str]:
+    """``"~^{prefix} (?:p1|p2|...)$" value;`` lines, each regex short enough for nginx's
+    4 KB configuration buffer."""
+    lines: list[str] = []
+    chunk: list[str] = []
+    for pattern in [*patterns, ""]:
+        if chunk and (not pattern or sum(len(p) + 1 for p in chunk) + len(pattern) > 2000):
+            lines.append(f'        "~^{prefix} (?:{"|".join(chunk)})$" {value};')
+            chunk = []
+        if pattern:
+            chunk.append(pattern[1:-1])  # without ^ and $
+    return lines
+
+
+def _routes_map(cfg: EdgeConfig) -> str:
+    """$tribune_route: "ok" for a method and path the origin serves, the methods it takes
+    there for a path it serves (a 405), "" for anything else (a 404). A regex per method,
+    then one per set of methods (one regex per route would be a hundred regexes for every
+    miss: 20 us a request, measured)."""
+    if cfg.routes is None:
+        return ""
+    by_method: dict[str, list[str]] = {}
+    by_methods: dict[str, list[str]] = {}
+    for route in cfg.routes:
+        if route.methods is None:
+            by_method.setdefault("[^ ]+", []).append(route.pattern)
+            continue
+        for method in sorted(route.methods):
+            by_method.setdefault(method, []).append(route.pattern)
+        by_methods.setdefault(", ".join(sorted(route.methods)), []).append(route.pattern)
+    lines = [
+        *(line for m, ps in sorted(by_method.items()) for line in _alternations(m, ps, "ok")),
+        *(
+            line
+            for allow, ps in sorted(by_methods.items())
+            for line in _alternations("[^ ]+", ps, f'"{allow}"')
+        ),
+    ]
+    body = "\n".join(lines)
+    return f"""
+    # -- what the origin serves: its route table when this file was written ------------
+    # (tribune.api.app's routes; write this file again when the origin changes)
+    map "$request_method $uri" $tribune_route {{
+        default "";
+{body}
+    }}
+"""
+
+
+def _pass_everything_else(cfg: EdgeConfig) -> str:
+    """location /: what the origin serves goes to any origin; the rest is answered here."""
+    i = " " * 8
+    if cfg.routes is None:
+        return f"""\
+{i}# Everything else (WHIP signalling, accounts, pages...): uncached.
+{i}location / {{
+{i}    limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
+{i}    proxy_pass http://tribune_api;
+{i}}}
+"""
+    unknown = _problem(404, "Not found", "nothing here: not a path of this service")
+    not_allowed = _problem(
+        405, "Method not allowed", "this path does not take that method: see the Allow header"
+    )
+    return f"""\
+{i}# Everything else (WHIP signalling, accounts, pages...): uncached, and only what the
+{i}# origin serves ($tribune_route, from its route table): junk never reaches Python.
+{i}location / {{
+{i}    default_type application/problem+json;
+{i}    if ($tribune_route = "") {{
+{i}        add_header Cache-Control no-store always;
+{i}        return 404 {unknown};
+{i}    }}
+{i}    if ($tribune_route != ok) {{
+{i}        add_header Allow $tribune_route always;
+{i}        add_header Cache-Control no-store always;
+{i}        return 405 {not_allowed};
+{i}    }}
+{i}    limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
+{i}    proxy_pass http://tribune_api;
+{i}}}
+"""
+
+
+def _attack_http(cfg: EdgeConfig) -> str:
+    """The http-level part of joins, heartbeats and reactions: keys, marks, limit zones."""
+    pow_marks, ticket_marks = cfg.marks()
+    zone_mb = cfg.rate_zone_mb
+    return f"""
+    # -- joins, waiting-room tickets, proofs of work, heartbeats (njs) -----------------
+    # Derived keys only: tickets and proof-of-work seeds can be checked, not made elsewhere.
+    js_var $tribune_ticket_key {cfg.ticket_key.hex()};
+    js_var $tribune_ticket_ttl {cfg.ticket_ttl_s};
+    js_var $tribune_pow_key {cfg.pow_key.hex()};
+    js_var $tribune_ticket_marks {ticket_marks};
+    js_var $tribune_pow_marks {pow_marks};
+    # the id of the ticket a passed join carried, for the answer's header filter
+    js_var $tribune_join_ticket;
+    # the listener id of a valid "Authorization: Bearer tbl_..." for the path's Space
+    js_set $tribune_bearer_listener tribune.bearerListener;
+    limit_req_zone $binary_remote_addr zone=tribune_joins:{zone_mb}m rate={cfg.join_rate}r/s;
+    limit_req_zone $tribune_bearer_listener zone=tribune_tokens:{zone_mb}m rate={cfg.token_rate}r/s;
+"""
+
+
+def _attack_locations(cfg: EdgeConfig) -> str:
+    """Join, heartbeat, reactions and the admission document: checked here first."""
+    i = " " * 8
+    small = (
+        f"{i}    client_max_body_size {SMALL_BODY};\n"
+        f"{i}    client_body_buffer_size {SMALL_BODY};\n"
+        f"{i}    error_page 413 = @tribune_too_large;"
+    )
+    get_only = _problem(405, "Method not allowed", "this path takes GET and HEAD only")
+    stale = "updating error timeout http_500 http_502 http_503 http_504"
+    admission_cache = f"""{i}    proxy_cache tribune_state;
+{i}    proxy_cache_key /api/spaces/$tribune_admission_space/admission;
+{i}    # The origin says max-age=1, and no-store on a 404 (an unknown Space): a second both.
+{i}    proxy_ignore_headers Cache-Control Expires;
+{i}    proxy_cache_valid 200 404 1s;
+{i}    proxy_cache_lock on;
+{i}    proxy_cache_lock_timeout 2s;
+{i}    proxy_cache_use_stale {stale};
+{i}    proxy_cache_background_update on;
+{i}    proxy_pass_request_body off;
+{headers(i + "    ")}
+{i}    proxy_set_header Content-Length "";
+{i}    proxy_set_header Content-Type "";
+{i}    proxy_set_header Cookie "";
+{i}    proxy_set_header Authorization "";
+{i}    proxy_pass http://tribune_api/api/spaces/$tribune_admission_space/admission;"""
+    space = "[A-Za-z0-9_-]{1,64}"
+    join_unavailable = _problem(
+        503,
+        "Join unavailable",
+        f"joining is briefly unavailable: come back in {JOIN_OUTAGE_RETRY_S} seconds "
+        "(listeners already in keep listening)",
+    )
+    return f"""\
+{i}# Joins: njs reads the body (a kilobyte at most), checks it, a waiting-room ticket and,
+{i}# in attack mode (the Space's admission document says), a proof of work; it answers
+{i}# what fails as the origin would and passes the rest (@tribune_join). Per address: the
+{i}# join limit and the general one.
+{i}location ~ ^/api/spaces/[^/]+/join$ {{
+{i}    limit_req zone=tribune_joins burst={cfg.join_burst} nodelay;
+{i}    limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
+{i}    client_max_body_size {JOIN_BODY};
+{i}    client_body_buffer_size {JOIN_BODY};
+{i}    error_page 413 = @tribune_too_large;
+{i}    js_content tribune.join;
+{i}}}
+
+{i}# No origin answers (all down, or all overloaded): 503 with a Retry-After as long as a
+{i}# typical outage, never a bare 502, after which clients would back off from a second
+{i}# and a crowd would come back several times while the origins are away.
+{i}location @tribune_join {{
+{i}    error_page 502 504 = @tribune_join_unavailable;
+{i}    proxy_pass http://tribune_api;
+{i}}}
+
+{i}# ... a join with a ticket: admitted (201) or already used (409), the edge remembers it.
+{i}location @tribune_join_ticket {{
+{i}    error_page 502 504 = @tribune_join_unavailable;
+{i}    js_header_filter tribune.joinAnswered;
+{i}    proxy_pass http://tribune_api;
+{i}}}
+
+{i}location @tribune_join_unavailable {{
+{i}    default_type application/problem+json;
+{i}    add_header Retry-After {JOIN_OUTAGE_RETRY_S} always;
+{i}    add_header Cache-Control no-store always;
+{i}    return 503 {join_unavailable};
+{i}}}
+
+{i}# Heartbeats: a valid listener token for the Space (njs: 401, 403, 410), then at most
+{i}# {cfg.token_rate}/s per token (burst {cfg.token_burst}); the token's key is evaluated only
+{i}# for what the per-address limit let through.
+{i}location ~ ^/api/spaces/[^/]+/heartbeat$ {{
+{i}    limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
+{i}    limit_req zone=tribune_tokens burst={cfg.token_burst} nodelay;
+{i}    error_page 429 = @tribune_too_many_beats;
+{small}
+{i}    js_content tribune.heartbeat;
+{i}}}
+
+{i}# Reactions: a listener token must be valid; session cookies and API tokens pass.
+{i}location ~ ^/api/spaces/[^/]+/reactions$ {{
+{i}    limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
+{small}
+{i}    js_content tribune.react;
+{i}}}
+
+{i}location @tribune_api {{
+{i}    proxy_pass http://tribune_api;
+{i}}}
+
+{i}# The admission document (attack mode, the challenge): one per Space and second for the
+{i}# whole edge, for browsers that start solving early ...
+{i}# (Only ids the origin could have made: the id goes into proxy_pass unescaped. Others go
+{i}# on to location /, which passes the request's own URI.)
+{i}location ~ "^/api/spaces/(?<tribune_admission_space>{space})/admission$" {{
+{i}    limit_req zone=tribune_listeners burst={cfg.burst} nodelay;
+{i}    default_type application/problem+json;
+{i}    if ($request_method !~ ^(GET|HEAD)$) {{
+{i}        add_header Allow "GET, HEAD" always;
+{i}        add_header Cache-Control no-store always;
+{i}        return 405 {get_only};
+{i}    }}
+{admission_cache}
+{i}}}
+
+{i}# ... and for njs, which asks it before an anonymous join (a subrequest: the same cached
+{i}# copy; its $request_method would be the join's, hence a location of its own).
+{i}location ~ "^{EDGE_PREFIX}admission/(?<tribune_admission_space>{space})$" {{
+{i}    internal;
+{i}    error_page 404 = @tribune_edge_only;
+{admission_cache}
+{i}}}
+"""
+
+
 def render_nginx_conf(cfg: EdgeConfig, script: Path) -> str:
     """The whole nginx.conf; ``script`` is where the njs file will be."""
     _safe(str(script), "script path")
     cache = cfg.cache_dir
+    pow_marks, ticket_marks = cfg.marks()
     hold_ms = round(cfg.hold_s * 1000)
     user = (
         f"user {cfg.user};"
@@ -437,7 +817,10 @@ def render_nginx_conf(cfg: EdgeConfig, script: Path) -> str:
         else "# user: nginx's default (run as root, workers as nobody)"
     )
     access = f"access_log {cfg.access_log} tribune_edge;" if cfg.access_log else "access_log off;"
-    api = "\n".join(f"        server {o} max_fails=3 fail_timeout=5s;" for o in cfg.origins)
+    # Never taken out of rotation for errors: under a crowd a few resets are load, not
+    # death, and with every origin out for fail_timeout the edge answered 502 to everyone
+    # (bench/flashcrowd.py). A dead origin refuses at once; nginx then tries the next.
+    api = "\n".join(f"        server {o} max_fails=0;" for o in cfg.origins)
     media_ttl = f"{cfg.media_ttl_s}s"
     stale_media = "updating error timeout http_500 http_502 http_503 http_504"
     zone_mb = cfg.rate_zone_mb
@@ -501,6 +884,14 @@ def render_nginx_conf(cfg: EdgeConfig, script: Path) -> str:
         "Too many requests",
         "too many requests from this address: slow down and retry in a second",
     )
+    too_many_beats = _problem(
+        429,
+        "Too many requests",
+        "too many heartbeats from this address or listener token: one every few seconds will do",
+    )
+    too_large = _problem(413, "Payload too large", "request body is larger than this path takes")
+    edge_only = _problem(404, "Not found", "nothing here: this path belongs to the edge")
+    get_only = _problem(405, "Method not allowed", "this path takes GET only")
     return f"""\
 # Tribune edge, written by `tribune edge-config` (Tribune {__version__}).
 # Regenerate it rather than edit it. It holds the key listener tokens are signed with
@@ -510,6 +901,8 @@ def render_nginx_conf(cfg: EdgeConfig, script: Path) -> str:
 load_module {cfg.njs_module};
 {nchan}{user}
 worker_processes {cfg.worker_processes};
+# Every request outside the edge's own locations is matched against the origin's routes.
+pcre_jit on;
 worker_rlimit_nofile {cfg.worker_connections * 2};
 pid {cfg.pid};
 error_log {cfg.error_log} warn;
@@ -529,10 +922,12 @@ http {{
     default_type application/octet-stream;
     client_body_temp_path {cache}/body-temp;
     proxy_temp_path {cache}/proxy-temp;
-    fastcgi_temp_path {cache}/fastcgi-temp;
-    uwsgi_temp_path {cache}/uwsgi-temp;
-    # scgi is never used: this line only makes nginx create the claims directory for its
-    # workers, where njs keeps an empty file per object being fetched (tribune-edge.js).
+    # fastcgi, uwsgi and scgi are never used: these lines only make nginx create, for its
+    # workers, the directories where njs keeps its marks (tribune-edge.js): burned proofs
+    # of work and admitted waiting-room tickets (in memory: a file is made for every join
+    # that passes with one), and an empty file per object being fetched.
+    fastcgi_temp_path {pow_marks};
+    uwsgi_temp_path {ticket_marks};
     scgi_temp_path {cache}/claims;
 
     # Never log a listener token: $tribune_log_uri has it replaced by "-".
@@ -570,7 +965,7 @@ http {{
     limit_req_zone $binary_remote_addr zone=tribune_api:{zone_mb}m rate={cfg.api_rate}r/s;
     limit_req_status 429;
     limit_req_log_level warn;
-{_stream_http(cfg)}
+{_attack_http(cfg)}{_stream_http(cfg)}{_routes_map(cfg)}
     # -- origins --------------------------------------------------------------------------
     # The control API: any origin will do.
     upstream tribune_api {{
@@ -608,6 +1003,12 @@ http {{
         # (max-age), refreshed in the background while the old copy is served.
         location ~ ^/api/spaces/[^/]+/state$ {{
             limit_req zone=tribune_listeners burst={cfg.burst} nodelay;
+            default_type application/problem+json;  # for the 405 (proxied answers keep theirs)
+            if ($request_method !~ ^(GET|HEAD)$) {{
+                add_header Allow "GET" always;
+                add_header Cache-Control no-store always;
+                return 405 {get_only};
+            }}
             proxy_cache tribune_state;
             proxy_cache_key $uri;
             proxy_cache_revalidate on;
@@ -625,6 +1026,12 @@ http {{
         # Live events (Server-Sent Events) for the stage: streamed, never buffered.
         location ~ ^/api/spaces/[^/]+/events$ {{
             limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
+            default_type application/problem+json;
+            if ($request_method != GET) {{
+                add_header Allow "GET" always;
+                add_header Cache-Control no-store always;
+                return 405 {get_only};
+            }}
             proxy_buffering off;
             proxy_cache off;
             proxy_read_timeout 1h;
@@ -638,18 +1045,33 @@ http {{
             return 200 '{{"status":"ok"}}';
         }}
 
+{_attack_locations(cfg)}
 {_stream_locations(cfg)}
-        # Everything else (join, heartbeat, reactions, WHIP signalling, pages): uncached.
-        location / {{
-            limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
-            proxy_pass http://tribune_api;
-        }}
-
+{_pass_everything_else(cfg)}
         location @tribune_too_many {{
             default_type application/problem+json;
             add_header Retry-After 1 always;
             add_header Cache-Control no-store always;
             return 429 {too_many};
+        }}
+
+        location @tribune_too_many_beats {{
+            default_type application/problem+json;
+            add_header Retry-After 1 always;
+            add_header Cache-Control no-store always;
+            return 429 {too_many_beats};
+        }}
+
+        location @tribune_too_large {{
+            default_type application/problem+json;
+            add_header Cache-Control no-store always;
+            return 413 {too_large};
+        }}
+
+        location @tribune_edge_only {{
+            default_type application/problem+json;
+            add_header Cache-Control no-store always;
+            return 404 {edge_only};
         }}
 
 {named}
