@@ -9,6 +9,7 @@
 // is not tried again: hls.js for the rest of the visit.
 import { api, ApiError, describe } from "/static/api.js";
 import { aboutSeconds, csrfCookie, jitter, sleep } from "/static/space/dom.js";
+import { POW_PROBLEM, solveChallenge } from "/static/space/pow.js";
 import { StreamPlayer, streamSupported } from "/static/space/stream.js";
 
 const STALL_MS = 3000; // no progress this long while playing: a stall
@@ -20,6 +21,14 @@ const MAX_BEHIND_S = 4; // further than this behind the live edge: jump to it
 const BACK_LIVE_MS = 4000; // how long "Back live" stays before it reads "Live"
 const STREAM_FAILURES = 2; // streams failing to start in a row before using hls.js instead
 const STREAM_END_GRACE_MS = 3000; // after the stream's body ended, time for the room to say so
+const JOIN_FIRST_BACKOFF_MS = 1000; // joins without a Retry-After: 1 s, 2 s, 4 s ... (full jitter)
+const JOIN_MAX_BACKOFF_MS = 30000;
+const MAX_POW_REFUSALS = 4; // proofs of work refused in a row before giving up (Play retries)
+
+/** ms to wait before the ``failures``-th retry: full jitter, 0 up to 1 s x 2^(n-1), <= 30 s. */
+export function backoff(failures) {
+  return Math.random() * Math.min(JOIN_MAX_BACKOFF_MS, JOIN_FIRST_BACKOFF_MS * 2 ** (failures - 1));
+}
 
 /** Seconds from a Retry-After header (delta-seconds or an HTTP date), or null. */
 export function retryAfterSeconds(header) {
@@ -102,7 +111,10 @@ export class Player extends EventTarget {
 
   // -- joining ------------------------------------------------------------------------
 
-  /** A listener token, waiting in line as long as the server asks (429/503 + Retry-After). */
+  /**
+   * A listener token: solving a proof of work first if the Space is in attack mode (403
+   * with a challenge), and waiting in line as long as the server asks (429/503).
+   */
   ensureJoined(signal = undefined) {
     if (this.joined) return Promise.resolve(this.joined);
     // One join at a time, however many callers (Play, a reaction) ask at once.
@@ -112,19 +124,32 @@ export class Player extends EventTarget {
     return this._joining;
   }
 
+  /**
+   * Join, for as long as it takes, without ever hurrying the server: after a Retry-After
+   * (header, else the problem's ``retry_after``) wait that long plus a random extra of up
+   * to a quarter of it; after a network error or a 429/5xx that says nothing, back off
+   * exponentially with full jitter (a random wait up to 1 s, 2 s, 4 s ... 30 s), so a
+   * crowd's retries spread out instead of arriving together.
+   */
   async join(signal) {
-    let failures = 0;
+    let failures = 0; // answers in a row that gave no Retry-After: the exponent of the backoff
     let ticket = null; // the waiting room's ticket: our place in line, sent back on each retry
+    let pow = null; // a solved proof of work, for the next join only (each is single use)
+    let powRefusals = 0; // proofs refused in a row (expired, used, the difficulty went up)
+    const stopped = () => new DOMException("stopped", "AbortError");
     for (;;) {
       let res;
       const headers = { Accept: "application/json" };
       const csrf = csrfCookie();
       if (csrf) headers["X-CSRF-Token"] = csrf; // signed in: the cookie vouches for us
       let body;
-      if (ticket) {
+      if (ticket || pow) {
         headers["Content-Type"] = "application/json";
-        body = JSON.stringify({ ticket });
+        // A ticket has paid already: it never needs a proof of work.
+        body = JSON.stringify(ticket ? { ticket } : { pow });
       }
+      const sentPow = !ticket && pow !== null;
+      pow = null;
       try {
         res = await fetch(`/api/spaces/${this.spaceId}/join`, {
           method: "POST", headers, body, credentials: "same-origin", signal,
@@ -132,16 +157,18 @@ export class Player extends EventTarget {
       } catch (err) {
         if (err.name === "AbortError") throw err;
         failures += 1;
-        const wait = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (failures - 1));
-        this.setState("joining", `Tribune cannot be reached. Trying again in ${Math.ceil(wait / 1000)} s…`);
-        await sleep(jitter(wait), signal);
-        if (signal?.aborted) throw new DOMException("stopped", "AbortError");
+        const wait = backoff(failures);
+        this.setState("joining", `Tribune cannot be reached. Trying again in ${Math.max(1, Math.ceil(wait / 1000))} s…`);
+        await sleep(wait, signal);
+        if (signal?.aborted) throw stopped();
         continue;
       }
       const problem = res.status === 201 ? null : await res.json().catch(() => null);
       if (res.status === 201) {
         this.joined = await res.json();
         this.queue = null;
+        // Joined for a reaction, not to listen: the status line has nothing more to say.
+        if (!this.wanted && ["joining", "queued"].includes(this.state)) this.setState("idle", "");
         this.startHeartbeats();
         this.dispatchEvent(new CustomEvent("joined", { detail: this.joined }));
         return this.joined;
@@ -150,21 +177,71 @@ export class Player extends EventTarget {
         ticket = null; // used or expired: join the line again
         continue;
       }
-      if (res.status === 429 || res.status === 503) {
+      if (res.status === 403 && problem?.type === POW_PROBLEM && problem.challenge) {
+        ticket = null;
+        if (sentPow) powRefusals += 1;
+        if (powRefusals > MAX_POW_REFUSALS) {
+          throw new ApiError(403, problem, "Tribune could not check this browser's connection. Press Play to try again in a minute.");
+        }
+        if (powRefusals > 0) {
+          // Refused again (it expired, or was made too easy for a raised difficulty):
+          // solve anew, but never in a tight loop.
+          const wait = backoff(powRefusals);
+          this.setState("joining", `Checking your connection again in ${Math.max(1, Math.ceil(wait / 1000))} s…`);
+          await sleep(wait, signal);
+          if (signal?.aborted) throw stopped();
+        }
+        pow = await this.solve(problem.challenge, signal);
+        if (pow === null) powRefusals += 1; // could not solve that one: ask for a new one
+        continue;
+      }
+      if (res.status === 429 || res.status >= 500) {
         if (typeof problem?.ticket === "string") ticket = problem.ticket;
-        const retry = retryAfterSeconds(res.headers.get("Retry-After")) ?? problem?.retry_after ?? 2;
-        this.queue = {
-          position: Number.isFinite(problem?.position) ? problem.position : null,
-          estimated_wait_s: Number.isFinite(problem?.estimated_wait_s) ? problem.estimated_wait_s : null,
-          retry_s: retry,
-        };
-        this.setState("queued", this.queueText());
-        // Never before Retry-After; a random extra spreads a crowd's retries apart.
-        await sleep(retry * 1000 * (1 + 0.25 * Math.random()), signal);
-        if (signal?.aborted) throw new DOMException("stopped", "AbortError");
+        const asked = retryAfterSeconds(res.headers.get("Retry-After"))
+          ?? (Number.isFinite(problem?.retry_after) ? problem.retry_after : null);
+        let wait;
+        if (asked !== null) {
+          failures = 0;
+          // Never before Retry-After; a random extra spreads a crowd's retries apart.
+          wait = asked * 1000 * (1 + 0.25 * Math.random());
+        } else {
+          failures += 1;
+          wait = backoff(failures);
+        }
+        if (res.status === 429 || res.status === 503) {
+          this.queue = {
+            position: Number.isFinite(problem?.position) ? problem.position : null,
+            estimated_wait_s: Number.isFinite(problem?.estimated_wait_s) ? problem.estimated_wait_s : null,
+            retry_s: asked ?? wait / 1000,
+          };
+          this.setState("queued", this.queueText());
+        } else {
+          this.setState("joining", `Tribune is having trouble. Trying again in ${Math.max(1, Math.ceil(wait / 1000))} s…`);
+        }
+        this.note({ join: res.status, wait: Math.round(wait) });
+        await sleep(wait, signal);
+        if (signal?.aborted) throw stopped();
         continue;
       }
       throw new ApiError(res.status, problem, describe(res.status, problem));
+    }
+  }
+
+  /** The answer to a join's proof-of-work challenge ("w:rand:n"), or null for a new one. */
+  async solve(challenge, signal) {
+    this.setState("joining", "Checking your connection… (a few seconds)");
+    // Also ended by stop(), when the join was not started by Play (a guest's reaction).
+    const solver = new AbortController();
+    this._solver = solver;
+    const quit = () => solver.abort();
+    signal?.addEventListener("abort", quit, { once: true });
+    try {
+      const result = await solveChallenge(challenge, solver.signal);
+      this.note({ pow: result.pow, bits: challenge.bits, hashes: result.hashes, ms: Math.round(result.ms), reason: result.reason });
+      return result.pow;
+    } finally {
+      signal?.removeEventListener("abort", quit);
+      if (this._solver === solver) this._solver = null;
     }
   }
 
@@ -279,6 +356,7 @@ export class Player extends EventTarget {
   stop(status = "Paused.") {
     this.wanted = false;
     this._abort?.abort();
+    this._solver?.abort(); // also a proof of work for a join that Play did not start
     this.stopWatchdog();
     this.stopHeartbeats();
     this.teardown();
@@ -487,7 +565,9 @@ export class Player extends EventTarget {
         await this.ensureJoined(signal);
       } catch (err) {
         if (err.name === "AbortError") return;
-        if (err.status === 403 || err.status === 409 || err.status === 404) {
+        // (A proof of work refused again and again is not a refusal of this person: retry.)
+        const refused = err.status === 403 && err.problem?.type !== POW_PROBLEM;
+        if (refused || err.status === 409 || err.status === 404) {
           this.dispatchEvent(new CustomEvent("gone"));
           this.dispatchEvent(new CustomEvent("refused", { detail: err }));
           return;
