@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 TEST_DEBS  := fonts-noto-color-emoji postgresql redis-server nginx-light libnginx-mod-http-js libnginx-mod-nchan ffmpeg chromium gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
-BENCH_DEBS := wrk ffmpeg icecast2 nginx-light libnginx-mod-http-js libnginx-mod-nchan
+BENCH_DEBS := wrk ffmpeg icecast2 nginx-light libnginx-mod-http-js libnginx-mod-nchan postgresql redis-server
 HLSJS      := src/tribune/web/static/vendor/hls.min.js
+NOBLE      := src/tribune/web/static/vendor/noble-hashes
 
 .PHONY: run test lint format bench cluster setup system-deps-test system-deps-bench clean
 
-setup: $(STAMP) $(HLSJS)
+setup: $(STAMP) $(HLSJS) $(NOBLE)/sha2.js
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Tribune needs Python >= 3.11")'
@@ -19,12 +20,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-# hls.js from npm, copied into the package's static files (never committed).
-$(HLSJS): package.json package-lock.json
+# Browser packages from npm, copied into the package's static files (never committed):
+# hls.js, and @noble/hashes' SHA-256 for the proof-of-work worker (ES modules that import
+# each other by relative path, so they keep their names, in a folder of their own).
+$(HLSJS) $(NOBLE)/sha2.js &: package.json package-lock.json
 	@command -v npm >/dev/null || bash scripts/system-deps.sh nodejs npm
 	npm ci --no-audit --no-fund --loglevel=error
-	mkdir -p $(dir $(HLSJS))
+	mkdir -p $(dir $(HLSJS)) $(NOBLE)
 	cp node_modules/hls.js/dist/hls.min.js $(HLSJS)
+	cp node_modules/@noble/hashes/LICENSE $(NOBLE)/
+	cp node_modules/@noble/hashes/_md.js node_modules/@noble/hashes/_u64.js $(NOBLE)/
+	cp node_modules/@noble/hashes/utils.js node_modules/@noble/hashes/sha2.js $(NOBLE)/
 
 ## run: start Tribune on http://127.0.0.1:8000 (SQLite in ./data, no other server),
 ## with a live demo Space whose speakers are synthetic
@@ -54,6 +60,8 @@ bench: setup system-deps-bench
 	$(BIN)/python bench/join.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/flashcrowd.py
+	$(BIN)/python bench/pow_browser.py
 
 system-deps-test:
 	@bash scripts/system-deps.sh $(TEST_DEBS)

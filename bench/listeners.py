@@ -6,7 +6,11 @@
 Each listener does what hls.js does in low-latency mode, over one kept-alive connection
 (``_http.py``; a general client would cost more CPU than the server under test):
 
-1. joins as a guest (``POST /api/spaces/{id}/join``) and heartbeats when told to;
+1. joins as a guest (``POST /api/spaces/{id}/join``) by the honest client's rules
+   (``_flashcrowd_client.join``, shared with bench/flashcrowd.py): a 503 waiting room is
+   waited out (``Retry-After`` plus up to 25 % jitter, coming back with the newest
+   ticket), a 403 proof-of-work challenge is solved, errors back off exponentially with
+   full jitter from 1 s to 30 s; then heartbeats when told to;
 2. loads the playlist and starts PART-HOLD-BACK behind its live edge;
 3. for every part: if the last playlist did not list it, a blocking reload
    (``?_HLS_msn=&_HLS_part=`` of the part it wants, answered once the part exists), then
@@ -23,7 +27,10 @@ bench/latency.py for that end to end). Without ``--space`` it listens to the fir
 Space (``--serve`` starts ``tribune serve --demo`` for one, pinned to ``--server-cpu``).
 
 Listeners are spread over ``--procs`` processes (asyncio + uvloop each) and arrive
-evenly over ``--ramp`` seconds. Results: a table, and ``bench/results/listeners.json``.
+evenly over ``--ramp`` seconds; with ``--own-addresses`` each comes from an address of
+its own in 127.16.0.0/12 (a server on loopback only), so that per-address limits (an
+edge's, attack mode's) see a crowd rather than one client. Results: a table, and
+``bench/results/listeners.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
+from _flashcrowd_client import JSON_HEADERS, Answer, BoundConnection, legit_address  # noqa: E402
+from _flashcrowd_client import join as honest_join  # noqa: E402
 from _http import Connection, HttpError  # noqa: E402
 from _latency_hls import parse_playlist, percentiles  # noqa: E402
 
@@ -62,6 +71,9 @@ class Options:
     duration: float
     ramp: float
     procs: int
+    #: each listener from an address of its own in 127.16.0.0/12 (a server on 127/8 only),
+    #: as a crowd looks to per-address limits (attack mode's, the edge's)
+    own_addresses: bool = False
 
 
 @dataclass
@@ -70,6 +82,10 @@ class Stats:
     playing: int = 0
     requests: int = 0
     errors: int = 0
+    #: waiting-room answers, proofs of work solved, join requests after the first
+    queued: int = 0
+    solved: int = 0
+    join_retries: int = 0
     stalls: int = 0
     stall_s: float = 0.0
     parts: int = 0
@@ -96,11 +112,18 @@ class Listener:
     next and carries on where it was (its listener token is valid on every edge)."""
 
     def __init__(
-        self, servers: list[tuple[str, int]], space: str, stats: Stats, until: float
+        self,
+        servers: list[tuple[str, int]],
+        space: str,
+        stats: Stats,
+        until: float,
+        local: str | None = None,
     ) -> None:
         self.servers = servers
         self.using = 0
-        self.conn = Connection(*servers[0])
+        #: the source address (None: the system's choice)
+        self.local = local
+        self.conn: Connection = BoundConnection(*servers[0], local)
         self.space = space
         self.stats = stats
         self.until = until
@@ -108,22 +131,38 @@ class Listener:
         self.arrivals: list[float] = []
         self.failovers = 0
 
-    async def request(
-        self, method: str, path: str, headers: dict[str, str] | None = None
-    ) -> tuple[int, bytes]:
+    async def exchange(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> tuple[int, dict[str, str], bytes]:
         self.stats.requests += 1
         try:
-            status, _, body = await self.conn.request(method, path, headers)
+            return await self.conn.request(method, path, headers, body)
         except (HttpError, OSError):
             if len(self.servers) == 1:
                 raise
             self.conn.close()
             self.using = (self.using + 1) % len(self.servers)
-            self.conn = Connection(*self.servers[self.using])
+            self.conn = BoundConnection(*self.servers[self.using], self.local)
             self.failovers += 1
             self.stats.requests += 1
-            status, _, body = await self.conn.request(method, path, headers)
+            return await self.conn.request(method, path, headers, body)
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        status, _, body = await self.exchange(method, path, headers)
         return status, body
+
+    async def send_join(self, body: bytes) -> Answer:
+        """One join request, for the honest client's rules (a network error is status 0)."""
+        try:
+            status, headers, data = await self.exchange(
+                "POST", f"/api/spaces/{self.space}/join", JSON_HEADERS, body
+            )
+        except (HttpError, OSError) as exc:
+            self.conn.close()
+            return Answer(0, error=type(exc).__name__)
+        return Answer(status, headers, data)
 
     async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         return await self.request("GET", path, headers)
@@ -131,13 +170,16 @@ class Listener:
     async def run(self) -> None:
         stats = self.stats
         try:
-            status, body = await self.request(
-                "POST", f"/api/spaces/{self.space}/join", {"Content-Type": "application/json"}
+            result = await honest_join(
+                self.send_join, deadline=self.until, rng=random.Random(), clock=time.monotonic
             )
-            if status != 201:
-                stats.error(f"join {status}")
+            stats.queued += sum(a.problem == "waiting-room" for a in result.attempts)
+            stats.solved += len(result.pow_solutions)
+            stats.join_retries += len(result.attempts) - 1
+            if result.joined is None:
+                stats.error(f"join: {result.error}")
                 return
-            joined = json.loads(body)
+            joined = result.joined
             stats.joined += 1
             await self.listen(joined)
         except (HttpError, OSError, ValueError) as exc:
@@ -248,7 +290,8 @@ async def _work(opts: Options, wid: int, share: int, start_at: float, out: Any) 
 
     async def one(k: int) -> None:
         await asyncio.sleep(max(0.0, start_at + opts.ramp * k / max(1, share) - time.monotonic()))
-        await Listener([(host, port)], opts.space or "", stats, until).run()
+        local = legit_address(k * opts.procs + wid) if opts.own_addresses else None
+        await Listener([(host, port)], opts.space or "", stats, until, local).run()
 
     async def report() -> None:
         while True:
@@ -267,7 +310,8 @@ def _counters(stats: Stats) -> dict[str, Any]:
     return {
         "joined": stats.joined, "playing": stats.playing, "requests": stats.requests,
         "errors": stats.errors, "stalls": stats.stalls, "stall_s": stats.stall_s,
-        "parts": stats.parts,
+        "parts": stats.parts, "queued": stats.queued, "solved": stats.solved,
+        "join_retries": stats.join_retries,
     }  # fmt: skip
 
 
@@ -339,6 +383,9 @@ def run(opts: Options, *, quiet: bool = False) -> dict[str, Any]:
         "requests_per_s": total["requests"] / max(1e-6, opts.ramp + opts.duration),
         "errors": total["errors"],
         "error_kinds": kinds,
+        "waiting_room_answers": total["queued"],
+        "proofs_of_work": total["solved"],
+        "join_retries": total["join_retries"],
         "stalls": total["stalls"],
         "stall_s": total["stall_s"],
         "parts": total["parts"],
@@ -350,7 +397,8 @@ def run(opts: Options, *, quiet: bool = False) -> dict[str, Any]:
 
 
 def _sum(items: Any) -> dict[str, Any]:
-    keys = ("joined", "playing", "requests", "errors", "stalls", "stall_s", "parts")
+    keys = ("joined", "playing", "requests", "errors", "stalls", "stall_s", "parts", "queued",
+            "solved", "join_retries")  # fmt: skip
     total: dict[str, Any] = dict.fromkeys(keys, 0)
     for item in items:
         for k in keys:
@@ -378,6 +426,11 @@ def print_table(summary: dict[str, Any]) -> None:
         ("listeners (joined / asked)", f"{summary['joined']} / {summary['listeners']}"),
         ("requests per second", f"{summary['requests_per_s']:.0f}"),
         ("errors", f"{summary['errors']} {summary['error_kinds'] or ''}"),
+        (
+            "queued / PoW / join retries",
+            f"{summary['waiting_room_answers']} / {summary['proofs_of_work']} / "
+            f"{summary['join_retries']}",
+        ),
         ("stalls (total stalled time)", f"{summary['stalls']} ({summary['stall_s']:.1f} s)"),
         ("parts received", f"{summary['parts']}"),
         ("part age at arrival p50 / p95", f"{ms(age['p50'])} / {ms(age['p95'])}"),
@@ -397,10 +450,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--serve", action="store_true", help="start tribune serve --demo first")
     parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument(
+        "--own-addresses",
+        action="store_true",
+        help="each listener from its own 127.16.0.0/12 address (a server on 127/8 only)",
+    )
     ns = parser.parse_args(argv)
     if ns.listeners < 1 or ns.duration <= 0 or ns.ramp < 0 or ns.procs < 1:
         parser.error("need --listeners >= 1, --duration > 0, --ramp >= 0, --procs >= 1")
-    opts = Options(ns.url, ns.space, ns.listeners, ns.duration, ns.ramp, ns.procs)
+    opts = Options(ns.url, ns.space, ns.listeners, ns.duration, ns.ramp, ns.procs, ns.own_addresses)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if ns.serve:
         import tempfile
