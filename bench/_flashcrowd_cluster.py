@@ -190,6 +190,7 @@ class CpuMeter:
 _LINE = re.compile(
     r'^(?P<addr>\S+) \[[^\]]*\] t=(?P<t>[\d.]+) "(?P<method>\S*) ?(?P<uri>\S*)[^"]*" '
     r"(?P<status>\d{3}) .*? upstream=(?P<up>.*?) upstream_time="
+    r"(?:.*? upstream_status=(?P<ustatus>\S+))?"
 )
 
 
@@ -203,6 +204,9 @@ class LogLine:
     status: int
     #: the edge passed the request to an origin (``$upstream_addr`` has an address)
     upstream: bool
+    #: what the origins answered ($upstream_status: "502" when none could be reached,
+    #: several when it tried more than one); "" when nothing was passed on
+    upstream_status: str = ""
 
 
 def read_access_logs(cluster: Cluster, since: float) -> list[LogLine]:
@@ -222,6 +226,6 @@ def read_access_logs(cluster: Cluster, since: float) -> list[LogLine]:
                 upstream = any(":" in up for up in m["up"].split(","))
                 lines.append(
                     LogLine(n - 1, m["addr"], float(m["t"]), m["method"], m["uri"],
-                            int(m["status"]), upstream)
+                            int(m["status"]), upstream, m["ustatus"] or "")
                 )  # fmt: skip
     return lines

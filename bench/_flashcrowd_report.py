@@ -305,11 +305,15 @@ def _attack(run: RunData) -> dict[str, Any]:
 
 
 def reached(run: RunData, line: LogLine) -> bool:
-    """The edge passed the request to a Tribune process that took it: an upstream address
-    is logged (not just the group's name, logged when none was up), and it is not a 502
-    or 504 while the API workers were down."""
+    """The edge passed the request to a Tribune process that answered it: an upstream
+    address is logged (not just the group's name, logged when none was up) and an origin's
+    answer with it; nginx logs 502/504 as the upstream status when it could not reach or
+    hear from any (Tribune itself never answers those)."""
     if not line.upstream:
         return False
+    if line.upstream_status:
+        answers = [a.strip() for a in line.upstream_status.split(",")]
+        return any(a not in ("502", "504", "-") for a in answers)
     return not (line.status in (502, 504) and run.in_outage(line.t))
 
 

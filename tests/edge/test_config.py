@@ -219,9 +219,11 @@ def test_the_allow_list_is_the_apps_route_table(origin: Origin, tmp_path: Path):
     assert "wp-login" not in text
 
 
-def test_marks_are_kept_in_memory_apart_per_edge(origin: Origin, tmp_path: Path):
+def test_marks_are_kept_in_memory_and_shared_by_a_deployments_edges(origin: Origin, tmp_path: Path):
     """Burned proofs of work and admitted tickets: two directories nginx makes in
-    --marks-dir (/run by default), named after the cache directory."""
+    --marks-dir (/run by default), named after the deployment: two edges of one origin on
+    one machine share them (a solution spent through one is refused by the other); another
+    deployment's edges (another secret) keep apart."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     for name in ("a", "b"):
@@ -237,12 +239,17 @@ def test_marks_are_kept_in_memory_apart_per_edge(origin: Origin, tmp_path: Path)
     ]
     assert all(len(paths) == 2 for paths in found)
     assert all(Path(p).parent == tmp_path for paths in found for p in paths)
-    assert not set(found[0]) & set(found[1])
-    cfg = EdgeConfig(
-        (OriginAddress("a", 1),), OriginAddress("a", 1), b"k" * 32, b"t" * 32, b"w" * 32,
-        Path("/var/cache/tribune-edge"), stream=False,
-    )  # fmt: skip
-    assert all(p.parent == Path("/run") for p in cfg.marks())
+    assert found[0] == found[1]
+    assert len(set(found[0])) == 2  # proofs of work and tickets apart
+
+    def marks(ticket_key: bytes) -> tuple[Path, Path]:
+        return EdgeConfig(
+            (OriginAddress("a", 1),), OriginAddress("a", 1), b"k" * 32, ticket_key, b"w" * 32,
+            Path("/var/cache/tribune-edge"), stream=False,
+        ).marks()  # fmt: skip
+
+    assert all(p.parent == Path("/run") for p in marks(b"t" * 32))
+    assert not set(marks(b"t" * 32)) & set(marks(b"u" * 32))
 
 
 def test_routes_from_an_app():

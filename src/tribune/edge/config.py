@@ -254,8 +254,8 @@ class EdgeConfig:
     #: where njs keeps its marks (burned proofs of work, admitted tickets): an empty file
     #: each, made for every join that passes with one, so a file system in memory (/run is
     #: one on systemd machines, and only root writes there: no one can plant a link where
-    #: nginx will make them). nginx makes two directories in it, named after the cache
-    #: directory so that two edges on one machine keep theirs apart (:meth:`marks`).
+    #: nginx will make them). nginx makes two directories in it, named after the
+    #: deployment, so that its edges on one machine share them (:meth:`marks`).
     marks_dir: Path = Path("/run")
     #: the key the media process publishes parts with (32 bytes), see :func:`publish_key`;
     #: needed when ``stream`` is on (only its SHA-256 is written)
@@ -368,8 +368,11 @@ class EdgeConfig:
             )
 
     def marks(self) -> tuple[Path, Path]:
-        """The directories of burned proofs of work and of admitted tickets."""
-        tag = hashlib.sha256(str(self.cache_dir).encode()).hexdigest()[:10]
+        """The directories of burned proofs of work and of admitted tickets, named after
+        the deployment (a digest of its derived ticket key): edges of one deployment on one
+        machine share them, so a solution or ticket spent through one is refused by the
+        others too; another deployment's edges keep apart."""
+        tag = hashlib.sha256(b"tribune-edge-marks:" + self.ticket_key).hexdigest()[:10]
         base = self.marks_dir / f"tribune-edge-{tag}"
         return base.with_name(base.name + "-pow"), base.with_name(base.name + "-tickets")
 
@@ -934,7 +937,8 @@ http {{
     log_format tribune_edge '$remote_addr [$time_iso8601] t=$msec '
                             '"$request_method $tribune_log_uri" $status $body_bytes_sent '
                             '$request_time cache=$upstream_cache_status upstream=$upstream_addr '
-                            'upstream_time=$upstream_response_time waited=$tribune_waited';
+                            'upstream_time=$upstream_response_time waited=$tribune_waited '
+                            'upstream_status=$upstream_status';
     {access}
 
     # -- listener tokens and request collapsing (njs) ------------------------------------
