@@ -185,6 +185,14 @@ async def test_two_workers_share_the_switch_through_redis(redis_url: str) -> Non
         await two.close()
 
 
+async def until(attack: AttackMode, space: str, *, on: bool) -> None:
+    """Poll until ``attack`` sees the setting another worker made (within ~CACHE_S)."""
+    deadline = time.monotonic() + 5
+    while await attack.on_for(space) != on:
+        assert time.monotonic() < deadline, f"attack mode never went {'on' if on else 'off'}"
+        await asyncio.sleep(0.02)
+
+
 async def share(one: AttackMode, two: AttackMode) -> None:
     space = "s" + secrets.token_hex(4)
     await one.set(None, None)
@@ -195,11 +203,10 @@ async def share(one: AttackMode, two: AttackMode) -> None:
     await one.arrived(space, 100, False)  # 99 arrivals (all workers') in a second
     assert await two.on_for(space)
     await one.set("off", None)
-    await asyncio.sleep(0.6)  # the other worker's cache of the setting (CACHE_S)
-    assert not await two.on_for(space)
+    await until(two, space, on=False)  # the other worker's cache of the setting (CACHE_S)
     # One solution, two workers: the second use is refused wherever it lands.
     await one.set("on", BITS)
-    await asyncio.sleep(0.6)
+    await until(two, space, on=True)
     challenge = (await one.document(space))["challenge"]
     good = solved(challenge)
     await one.check_join(space, good, None, first=True, trusted=False)
