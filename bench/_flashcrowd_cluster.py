@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _util import CLOCK_TICK, processes
 from tribune.cluster import Cluster, running_cluster
 
 API_WORKERS = ("api-1", "api-2")
@@ -86,32 +87,12 @@ class Outage:
 
 # --- where the CPU went -------------------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _processes() -> dict[int, tuple[int, str, float, float]]:
-    """pid -> (parent, name, its CPU seconds, those of its children it has waited for)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        own = (int(fields[11]) + int(fields[12])) / _TICK
-        reaped = (int(fields[13]) + int(fields[14])) / _TICK
-        found[int(entry.name)] = (int(fields[1]), name, own, reaped)
-    return found
-
 
 def _machine_busy() -> float:
     """CPU seconds every core of the machine spent busy (``/proc/stat``), anyone's."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / _TICK
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICK
 
 
 class CpuMeter:
@@ -131,22 +112,22 @@ class CpuMeter:
         self.series: list[tuple[float, dict[str, float], float]] = []
 
     def sample(self) -> None:
-        procs = _processes()
+        procs = processes()
         names = self.names()
         children: dict[int, list[int]] = {}
-        for pid, (parent, *_) in procs.items():
-            children.setdefault(parent, []).append(pid)
+        for pid, proc in procs.items():
+            children.setdefault(proc.ppid, []).append(pid)
         me = os.getpid()
         if me in procs:  # this process alone (the publisher, the log reading)
-            self._first.setdefault(("bench (main)", me), procs[me][2])
-            self._last[("bench (main)", me)] = procs[me][2]
+            self._first.setdefault(("bench (main)", me), procs[me].cpu)
+            self._last[("bench (main)", me)] = procs[me].cpu
         for root in children.get(me, []):
             total, todo = 0.0, [root]
             while todo:
                 pid = todo.pop()
-                total += sum(procs[pid][2:]) if pid in procs else 0.0
+                total += procs[pid].cpu + procs[pid].reaped if pid in procs else 0.0
                 todo += children.get(pid, [])
-            key = (names.get(root, procs[root][1]), root)
+            key = (names.get(root, procs[root].name), root)
             self._first.setdefault(key, total)
             self._last[key] = total
         self.series.append((time.time(), self.seconds(), _machine_busy()))

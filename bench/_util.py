@@ -64,6 +64,59 @@ def wrk_version(wrk: str) -> str:
     return first[0].strip() if first else "unknown"
 
 
+#: clock ticks per second, the unit of CPU times in /proc
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One process as /proc/{pid}/stat shows it; CPU times in seconds."""
+
+    ppid: int
+    name: str
+    #: user + system of all its threads
+    cpu: float
+    #: user + system of the children it has waited for
+    reaped: float
+
+
+def processes() -> dict[int, Proc]:
+    """Every living process, from one pass over /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        found[int(entry.name)] = Proc(
+            int(fields[1]),
+            name,
+            (int(fields[11]) + int(fields[12])) / CLOCK_TICK,
+            (int(fields[13]) + int(fields[14])) / CLOCK_TICK,
+        )
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of ``pid`` and its living descendants."""
+    table = processes()
+    children: dict[int, list[int]] = {}
+    for child, proc in table.items():
+        children.setdefault(proc.ppid, []).append(child)
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        if p in table:
+            total += table[p].cpu
+        todo += children.get(p, [])
+    return total
+
+
 def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -98,6 +98,7 @@ from _util import (  # noqa: E402
     pinned_process,
     require_taskset,
     server_env,
+    tree_cpu,
     venv_bin,
     version_of,
 )
@@ -109,41 +110,10 @@ MARKER_EVERY_S = 2.5
 #: the noise bed under the markers, for both (dBFS RMS)
 NOISE_DBFS = -50.0
 PART_S = 16 * 1024 / 48_000
-_TICK = os.sysconf("SC_CLK_TCK")
 _LOG_LINE = re.compile(r't=(?P<t>[\d.]+) "(?P<method>[A-Z]+) (?P<uri>\S+) .* upstream=(?P<up>\S+)')
 
 
 # --- CPU accounting ------------------------------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            kids.append(int(entry.name))
-    return kids
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system, all threads) of ``pid`` and its living descendants."""
-    total = 0.0
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / _TICK
-        todo += _children(p)
-    return total
 
 
 @dataclass
