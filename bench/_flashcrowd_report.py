@@ -725,6 +725,13 @@ def print_table(report: dict[str, Any]) -> None:
 # --- the plot ---------------------------------------------------------------------------
 
 
+def _legend(ax: Any, right: Any, loc: str) -> None:
+    """One legend for a plot and its twin axis."""
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc=loc)
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -742,9 +749,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     right = ax.twinx()
     right.fill_between(t, tl["in_line"], color="#f5b041", alpha=0.3, step="mid", label="in line")
     right.set_ylabel("listeners in line")
-    lines = ax.get_legend_handles_labels()
-    more = right.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper right")
+    _legend(ax, right, "upper right")
     ax.set_title("Legitimate listeners: arrivals, admissions, the waiting room")
 
     ax = axes[1]
@@ -775,9 +780,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     right.step(t, np.cumsum(tl["cohort_trouble"]), color="#c0392b", where="mid",
                label="cohort errors + stalls (cumulative)")  # fmt: skip
     right.set_ylabel("errors + stalls")
-    lines = ax.get_legend_handles_labels()
-    more = right.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
+    _legend(ax, right, "center right")
     ax.set_title("Listeners already playing")
 
     ax = axes[4]
