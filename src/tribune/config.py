@@ -118,9 +118,6 @@ class Settings(BaseSettings):
                 )
         return urls
 
-    def trusted_proxy_set(self) -> frozenset[str]:
-        return frozenset(a.strip() for a in self.trusted_proxies.split(",") if a.strip())
-
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

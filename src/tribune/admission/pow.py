@@ -138,7 +138,8 @@ class Pow:
         if match is None:
             self._refuse(space_id, bits, "malformed proof of work: give {window}:{rand}:{n}")
         window, rand, n = int(match[1]), match[2], match[3]
-        if window not in (self.window(), self.window() - 1):
+        now = self.window()
+        if window not in (now, now - 1):
             self._refuse(space_id, bits, "this proof of work is for another minute: solve anew")
         text = f"{self.prefix(space_id, window)}{rand}:{n}"
         if leading_zero_bits(hashlib.sha256(text.encode()).digest()) < bits:

@@ -318,7 +318,7 @@ class Spaces:
                 pow,
                 address,
                 first=ticket is None,
-                trusted=self.rt.attack.trusts(user, self.rt.now()),
+                trusted=user is not None and self.rt.attack.trusts(user, self.rt.now()),
             )
             await self.rt.admission.admit(
                 space_id,
