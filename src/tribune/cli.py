@@ -28,6 +28,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings.resolved_secret()  # create data/secret.key before any worker needs it
+    if settings.nice:
+        os.nice(settings.nice)  # yield the CPU to the audio and the control plane
     print(
         f"Tribune {__version__} on http://{settings.host}:{settings.port}/ "
         f"(API docs at /docs; data in {settings.data_dir.resolve()})",
@@ -70,6 +72,8 @@ def _edge_config(args: argparse.Namespace) -> int:
         cfg = EdgeConfig(
             origins=origins,
             media_origin=Origin.parse(args.media_origin) if args.media_origin else origins[0],
+            control_origins=tuple(Origin.parse(url) for url in args.control_origin or ()),
+            space_joins=args.space_joins,
             listener_key=listener_key(secret),
             ticket_key=ticket_key(secret),
             pow_key=pow_key(secret),
@@ -111,7 +115,13 @@ def _edge_config(args: argparse.Namespace) -> int:
         return 2
     print(
         f"wrote {conf} and {script}: edge on {cfg.listen} in front of "
-        f"{', '.join(str(o) for o in cfg.origins)} (audio from {cfg.media_origin}; "
+        f"{', '.join(str(o) for o in cfg.origins)} (audio from {cfg.media_origin}"
+        + (
+            f"; writes to {', '.join(str(o) for o in cfg.control_origins)}"
+            if cfg.control_origins
+            else ""
+        )
+        + "; "
         f"stream at /listen/ {'on' if cfg.stream else 'off'}); check it with: nginx -t -c {conf}",
         flush=True,
     )
@@ -138,6 +148,14 @@ def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="append",
         metavar="URL",
         help="an origin, http://host:port (repeat for several; default: TRIBUNE_HOST:PORT)",
+    )
+    edge.add_argument(
+        "--control-origin",
+        action="append",
+        metavar="URL",
+        help="an origin kept for writes other than the crowd's (stage, moderation, sign-in, "
+        "WHIP), so that a crowd cannot delay them (repeat for several; default: the --origin "
+        "ones serve everything)",
     )
     edge.add_argument(
         "--media-origin",
@@ -175,6 +193,13 @@ def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "carrier-grade NAT address share it, see docs/edges.md)",
     )
     edge.add_argument("--join-burst", type=int, default=20, help="... with this burst (20)")
+    edge.add_argument(
+        "--space-joins",
+        type=int,
+        default=32,
+        help="joins per Space at the origins at once, from this edge; more get a 503 "
+        "join-busy with a short Retry-After (32)",
+    )
     edge.add_argument(
         "--token-rate", type=int, default=1, help="heartbeats/s per listener token (1)"
     )

@@ -2,7 +2,11 @@
 
     PostgreSQL + Redis          (shared state; devservers.py)
     1 media node                tribune serve, media on: stages, broadcasts, recordings
-    2 API workers               tribune serve, TRIBUNE_MEDIA=false, TRIBUNE_MEDIA_URL=node
+    2 API workers               tribune serve, TRIBUNE_MEDIA=false, TRIBUNE_MEDIA_URL=node:
+                                the crowd's requests (joins, heartbeats, room state, reads),
+                                at TRIBUNE_NICE=10 (the audio and the hosts come first)
+    1 control worker            the same, for every other write (stage, moderation,
+                                sign-in, WHIP): a crowd in the API workers cannot delay it
     2 edges                     nginx + njs + nchan from `tribune edge-config`: listeners
                                 come here; the media node pushes every part to their streams
 
@@ -42,6 +46,8 @@ class Cluster:
     database_url: str
     directory: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: the edges send writes other than the crowd's here (``--control-origin``)
+    control_workers: list[str] = field(default_factory=list)
 
     def stop(self, name: str) -> None:
         """Stop one process (``edge-1``, ``api-2``, ``media``...), as a failure would."""
@@ -82,6 +88,7 @@ def running_cluster(
     directory: Path,
     *,
     api_workers: int = 2,
+    control_workers: int = 1,
     edges: int = 2,
     env: Mapping[str, str] | None = None,
     edge_flags: Sequence[str] = (),
@@ -91,6 +98,7 @@ def running_cluster(
     ``env``: more ``TRIBUNE_*`` settings for every process (attack mode, admission
     limits...); ``edge_flags``: more ``tribune edge-config`` flags for every edge (e.g.
     per-address limits raised for a load generator that sends everything from one address).
+    ``control_workers`` 0: the API workers serve every request.
     """
     nginx = shutil.which("nginx")
     if nginx is None or not NJS_MODULE.exists() or not NCHAN_MODULE.exists():
@@ -147,9 +155,13 @@ def running_cluster(
         edge_ports = [free_port() for _ in range(edges)]
         feeds = ",".join(f"http://127.0.0.1:{port}" for port in edge_ports)
         media = serve("media", free_port(), {"TRIBUNE_MEDIA": "true", "TRIBUNE_EDGES": feeds})
-        apis = [
-            serve(f"api-{n}", free_port(), {"TRIBUNE_MEDIA": "false", "TRIBUNE_MEDIA_URL": media})
-            for n in range(1, api_workers + 1)
+        worker = {"TRIBUNE_MEDIA": "false", "TRIBUNE_MEDIA_URL": media}
+        # The crowd's workers yield the CPU (TRIBUNE_NICE): on one machine, the audio, the
+        # edges and the hosts' actions come first when a crowd saturates it.
+        crowd = {**worker, "TRIBUNE_NICE": base.get("TRIBUNE_NICE", "10")}
+        apis = [serve(f"api-{n}", free_port(), crowd) for n in range(1, api_workers + 1)]
+        controls = [
+            serve(f"control-{n}", free_port(), worker) for n in range(1, control_workers + 1)
         ]
         edge_urls = []
         for n in range(1, edges + 1):
@@ -161,6 +173,7 @@ def running_cluster(
             cmd = [
                 *_tribune(), "edge-config", "--out", str(home / "nginx.conf"),
                 *(arg for api in apis for arg in ("--origin", api)),
+                *(arg for url in controls for arg in ("--control-origin", url)),
                 "--media-origin", media, "--listen", f"127.0.0.1:{port}",
                 "--cache-dir", str(home / "cache"), "--marks-dir", str(marks),
                 "--pid", str(home / "nginx.pid"), "--error-log", str(home / "error.log"),
@@ -178,12 +191,17 @@ def running_cluster(
             url = f"http://127.0.0.1:{port}"
             _wait_http(f"{url}/api/health", proc, home / "error.log")
             edge_urls.append(url)
-        yield Cluster(edge_urls, apis, media, redis_url, database_url, directory, processes)
+        yield Cluster(
+            edge_urls, apis, media, redis_url, database_url, directory, processes, controls
+        )
 
 
 def up(directory: Path) -> int:
     """Start the cluster, say where everything is, and run until interrupted."""
-    print("starting PostgreSQL, Redis, a media node, 2 API workers and 2 edges ...", flush=True)
+    print(
+        "starting PostgreSQL, Redis, a media node, 2 API workers, a control worker and 2 edges ...",
+        flush=True,
+    )
     stop = False
 
     def interrupted(*_: object) -> None:
@@ -196,6 +214,7 @@ def up(directory: Path) -> int:
             "Tribune cluster is up. Point a browser at an edge:\n"
             + "".join(f"  edge {n}: {url}/\n" for n, url in enumerate(cluster.edges, 1))
             + f"  API workers (behind the edges): {', '.join(cluster.api_workers)}\n"
+            + f"  control worker (writes but the crowd's): {', '.join(cluster.control_workers)}\n"
             + f"  media node (stages, broadcasts, recordings): {cluster.media_node}\n"
             + f"  Redis {cluster.redis_url}, PostgreSQL {cluster.database_url}\n"
             + f"  logs in {cluster.directory / 'logs'}; Ctrl-C stops everything.",

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     log_level: str = "info"
     access_log: bool = False
+    #: Niceness added to `tribune serve` at start (0-19). On a machine shared with the
+    #: media process, API workers that take a crowd's joins run at 10, so that when the
+    #: crowd saturates the CPU the audio and the hosts' actions still get it first.
+    nice: int = Field(0, ge=0, le=19)
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     session_ttl_s: int = Field(14 * 24 * 3600, ge=60)

@@ -228,6 +228,34 @@ def _marks_directory() -> Path:
     return directory
 
 
+@contextlib.contextmanager
+def edge_before(origin: Origin, nginx: str, *flags: str) -> Iterator[str]:
+    """An edge of its own in front of ``origin`` (whatever listens at its URL: a dead port,
+    a socket that never answers) for the length of the block; yields the edge's URL."""
+    directory = _edge_directory()
+    port = free_port()
+    assert write_config(origin, directory, port, *flags) == 0
+    process = subprocess.Popen(
+        [nginx, "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                httpx.get(f"{url}/edge-health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the edge did not start"
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def start_edge(origin: Origin, nginx: str) -> Iterator[Callable[..., Edge]]:
     """Start an nginx edge configured with the given extra ``tribune edge-config`` flags."""

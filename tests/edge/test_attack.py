@@ -16,8 +16,6 @@ import hashlib
 import os
 import re
 import secrets
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,14 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.edge.conftest import (
-    OPERATOR_KEY,
-    UNLIMITED,
-    Edge,
-    Origin,
-    _edge_directory,
-    write_config,
-)
+from tests.edge.conftest import OPERATOR_KEY, UNLIMITED, Edge, Origin, edge_before
 from tests.edge.test_edge import _forged, _tampered, problem
 from tests.edge.test_stream import closing, listen, new_space, token_for
 from tests.helpers import Person, create_space, sign_up
@@ -603,20 +594,7 @@ def test_a_join_no_origin_answers_gets_a_503_with_a_long_retry_after(
     about an outage's length, instead of a bare 502 that clients retry after a second."""
     dead = free_port()  # nothing listens there
     gone = dataclasses.replace(origin, url=f"http://127.0.0.1:{dead}", port=dead)
-    directory = _edge_directory()
-    port = free_port()
-    assert write_config(gone, directory, port, *UNLIMITED) == 0
-    process = subprocess.Popen([nginx, "-c", str(directory / "nginx.conf"), "-g", "daemon off;"])
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                httpx.get(f"{url}/edge-health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the edge did not start"
-                time.sleep(0.05)
+    with edge_before(gone, nginx, *UNLIMITED) as url:
         ticket = Tickets(origin.secret, origin.settings.waiting_ticket_ttl_s).sign(
             QueueTicket("abc", "t1", False, 1, int(time.time()))
         )
@@ -625,7 +603,3 @@ def test_a_join_no_origin_answers_gets_a_503_with_a_long_retry_after(
             found = problem(r, 503, "come back in")
             assert found["type"] == "urn:tribune:problem:join-unavailable"
             assert r.headers["Retry-After"] == str(JOIN_OUTAGE_RETRY_S)
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(directory, ignore_errors=True)

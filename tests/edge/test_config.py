@@ -108,6 +108,9 @@ def test_without_a_secret_it_writes_nothing(tmp_path: Path, monkeypatch, capsys)
         (["--join-rate", "0"], "join_rate must be at least 1"),
         (["--join-burst", "-1"], "join_burst must not be negative"),
         (["--token-rate", "0"], "token_rate must be at least 1"),
+        (["--space-joins", "0"], "space_joins must be at least 1"),
+        (["--space-joins", "70000"], "at most 65535"),
+        (["--control-origin", "http://c:1/x"], "scheme://host:port only"),
         (["--nchan-module", "/x.so; evil"], "may only contain"),
     ],
 )
@@ -134,6 +137,40 @@ def test_several_origins_share_the_api_and_one_makes_the_audio(origin: Origin, t
     assert "10.0.0.9:8001" in media.group(1)
     assert "keepalive" in media.group(1)
     assert "10.0.0.2" not in media.group(1)
+
+
+def test_writes_go_to_control_origins_when_there_are_some(origin: Origin, tmp_path: Path):
+    """--control-origin: an upstream of its own for every write but the crowd's (location
+    / by method); without it, the same origins serve both."""
+
+    def upstreams(directory: Path, *flags: str) -> tuple[str, str]:
+        directory.mkdir()
+        assert write_config(origin, directory, 8089, *flags) == 0
+        text = (directory / "nginx.conf").read_text()
+        api = re.search(r"upstream tribune_api \{(.*?)\}", text, re.S)
+        control = re.search(r"upstream tribune_control \{(.*?)\}", text, re.S)
+        assert api
+        assert control
+        assert "proxy_pass http://$tribune_lane;" in text
+        assert re.search(r"map \$request_method \$tribune_lane \{[^}]*GET tribune_api;", text)
+        return api.group(1), control.group(1)
+
+    api, control = upstreams(tmp_path / "apart", "--control-origin", "http://10.0.0.7:8000")
+    assert "10.0.0.7:8000" in control
+    assert "127.0.0.1" not in control
+    assert "10.0.0.7" not in api
+    api, control = upstreams(tmp_path / "together")
+    assert re.findall(r"server (\S+)", api) == re.findall(r"server (\S+)", control)
+
+
+def test_a_spaces_joins_in_flight_are_capped(origin: Origin, tmp_path: Path):
+    assert write_config(origin, tmp_path, 8089, "--space-joins", "12") == 0
+    text = (tmp_path / "nginx.conf").read_text()
+    for name in ("@tribune_join", "@tribune_join_ticket"):
+        block = re.search(rf"location {name} \{{(.*?)\}}", text, re.S)
+        assert block
+        assert "limit_conn tribune_space_joins 12;" in block.group(1)
+        assert "error_page 503 = @tribune_join_busy;" in block.group(1)
 
 
 def test_without_the_stream_no_nchan(origin: Origin, nginx: str, tmp_path: Path):

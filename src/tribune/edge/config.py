@@ -73,6 +73,9 @@ PUBLISH_HEADER = "X-Tribune-Publish-Key"
 #: Retry-After when no origin answers a join: about an outage's length, so that a crowd
 #: arriving during one asks about once (clients add up to a quarter of jitter)
 JOIN_OUTAGE_RETRY_S = 30
+#: Retry-After of a join turned away because its Space has ``space_joins`` joins at the
+#: origins already: the origins are answering, only busy, so soon
+JOIN_BUSY_RETRY_S = 2
 #: the largest join body the edge reads: a real one (a ticket, or a proof of work) is
 #: under 600 bytes; more is a 413 from the edge
 JOIN_BODY = "1k"
@@ -99,6 +102,7 @@ _AT_LEAST_ONE = (
     "stream_conns",
     "token_streams",
     "ticket_ttl_s",
+    "space_joins",
 )
 _BURSTS = ("burst", "api_burst", "join_burst", "token_burst")
 #: a path the origin serves, as an nginx regex: what origin_routes makes, and nothing that
@@ -240,7 +244,8 @@ def origin_routes(app: Any) -> tuple[Route, ...]:
 class EdgeConfig:
     """Everything an edge's configuration depends on. Rates are requests per second."""
 
-    #: any of them answers the control API (join, heartbeat, reactions, room state...)
+    #: any of them answers the crowd's requests (join, heartbeat, reactions, room
+    #: state...) and, without ``control_origins``, everything else too
     origins: tuple[Origin, ...]
     #: the origin that makes the Spaces' audio; every /hls/ request goes there
     media_origin: Origin
@@ -276,6 +281,16 @@ class EdgeConfig:
     token_burst: int = 5
     #: per listener token: streams open at once
     token_streams: int = 3
+    #: per Space: joins this edge has passed to the origins and not yet had answered.
+    #: One Space's crowd cannot fill the origins' queues (its other joins get a 503
+    #: ``join-busy`` with a short Retry-After at once): other Spaces' joins, and whatever
+    #: else the same origins serve, wait behind this many at most.
+    space_joins: int = 32
+    #: origins kept for the writes that are not the crowd's (stage and moderation,
+    #: sign-in, WHIP...: every POST, PUT, PATCH, DELETE but joins, heartbeats and
+    #: reactions): a crowd saturating ``origins`` cannot delay a host's mute. Empty:
+    #: ``origins`` serve everything.
+    control_origins: tuple[Origin, ...] = ()
     #: how long a waiting-room ticket is valid after it was (re)issued
     #: (TRIBUNE_WAITING_TICKET_TTL_S); admitted tickets are remembered as long
     ticket_ttl_s: int = 30 * 60
@@ -325,7 +340,7 @@ class EdgeConfig:
         for name in _AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise EdgeConfigError(f"{name} must be at least 1")
-        for name in ("stream_conns", "token_streams"):
+        for name in ("stream_conns", "token_streams", "space_joins"):
             if getattr(self, name) > 65535:
                 raise EdgeConfigError(f"{name} must be at most 65535 (nginx's limit_conn)")
         for name in _BURSTS:
@@ -641,10 +656,11 @@ def _pass_everything_else(cfg: EdgeConfig) -> str:
     i = " " * 8
     if cfg.routes is None:
         return f"""\
-{i}# Everything else (WHIP signalling, accounts, pages...): uncached.
+{i}# Everything else (pages, listings, accounts, stage and moderation, WHIP): uncached;
+{i}# reads to the crowd's origins, writes to the control origins ($tribune_lane).
 {i}location / {{
 {i}    limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
-{i}    proxy_pass http://tribune_api;
+{i}    proxy_pass http://$tribune_lane;
 {i}}}
 """
     unknown = _problem(404, "Not found", "nothing here: not a path of this service")
@@ -652,8 +668,9 @@ def _pass_everything_else(cfg: EdgeConfig) -> str:
         405, "Method not allowed", "this path does not take that method: see the Allow header"
     )
     return f"""\
-{i}# Everything else (WHIP signalling, accounts, pages...): uncached, and only what the
-{i}# origin serves ($tribune_route, from its route table): junk never reaches Python.
+{i}# Everything else (pages, listings, accounts, stage and moderation, WHIP): uncached;
+{i}# reads to the crowd's origins, writes to the control origins ($tribune_lane); and only
+{i}# what the origin serves ($tribune_route, from its route table): junk never reaches Python.
 {i}location / {{
 {i}    default_type application/problem+json;
 {i}    if ($tribune_route = "") {{
@@ -666,7 +683,7 @@ def _pass_everything_else(cfg: EdgeConfig) -> str:
 {i}        return 405 {not_allowed};
 {i}    }}
 {i}    limit_req zone=tribune_api burst={cfg.api_burst} nodelay;
-{i}    proxy_pass http://tribune_api;
+{i}    proxy_pass http://$tribune_lane;
 {i}}}
 """
 
@@ -689,6 +706,13 @@ def _attack_http(cfg: EdgeConfig) -> str:
     js_set $tribune_bearer_listener tribune.bearerListener;
     limit_req_zone $binary_remote_addr zone=tribune_joins:{zone_mb}m rate={cfg.join_rate}r/s;
     limit_req_zone $tribune_bearer_listener zone=tribune_tokens:{zone_mb}m rate={cfg.token_rate}r/s;
+    # joins in flight to the origins, per Space (only those njs passed: limit_conn runs
+    # in the named locations it redirects to, after the body was read and checked)
+    map $uri $tribune_join_space {{
+        default "";
+        "~^/api/spaces/([^/]+)/join$" $1;
+    }}
+    limit_conn_zone $tribune_join_space zone=tribune_space_joins:{zone_mb}m;
 """
 
 
@@ -725,6 +749,20 @@ def _attack_locations(cfg: EdgeConfig) -> str:
         f"joining is briefly unavailable: come back in {JOIN_OUTAGE_RETRY_S} seconds "
         "(listeners already in keep listening)",
     )
+    join_busy = _problem(
+        503,
+        "Join busy",
+        f"so many people are joining this Space that it takes a moment: join again in "
+        f"{JOIN_BUSY_RETRY_S} seconds, with your ticket if you have one (it keeps your place)",
+    )
+    busy_s = JOIN_BUSY_RETRY_S
+    space_limit = (
+        f"{i}    limit_conn tribune_space_joins {cfg.space_joins};\n"
+        f"{i}    limit_conn_status 503;\n"
+        f"{i}    limit_conn_log_level info;\n"
+        f"{i}    error_page 502 504 = @tribune_join_unavailable;\n"
+        f"{i}    error_page 503 = @tribune_join_busy;"
+    )
     return f"""\
 {i}# Joins: njs reads the body (a kilobyte at most), checks it, a waiting-room ticket and,
 {i}# in attack mode (the Space's admission document says), a proof of work; it answers
@@ -741,17 +779,26 @@ def _attack_locations(cfg: EdgeConfig) -> str:
 
 {i}# No origin answers (all down, or all overloaded): 503 with a Retry-After as long as a
 {i}# typical outage, never a bare 502, after which clients would back off from a second
-{i}# and a crowd would come back several times while the origins are away.
+{i}# and a crowd would come back several times while the origins are away. A Space with
+{i}# {cfg.space_joins} joins at the origins already: 503 join-busy, come back in {busy_s} s
+{i}# (the origins' queues stay short: other Spaces' joins and the rest get through).
 {i}location @tribune_join {{
-{i}    error_page 502 504 = @tribune_join_unavailable;
+{space_limit}
 {i}    proxy_pass http://tribune_api;
 {i}}}
 
 {i}# ... a join with a ticket: admitted (201) or already used (409), the edge remembers it.
 {i}location @tribune_join_ticket {{
-{i}    error_page 502 504 = @tribune_join_unavailable;
+{space_limit}
 {i}    js_header_filter tribune.joinAnswered;
 {i}    proxy_pass http://tribune_api;
+{i}}}
+
+{i}location @tribune_join_busy {{
+{i}    default_type application/problem+json;
+{i}    add_header Retry-After {JOIN_BUSY_RETRY_S} always;
+{i}    add_header Cache-Control no-store always;
+{i}    return 503 {join_busy};
 {i}}}
 
 {i}location @tribune_join_unavailable {{
@@ -824,6 +871,14 @@ def render_nginx_conf(cfg: EdgeConfig, script: Path) -> str:
     # death, and with every origin out for fail_timeout the edge answered 502 to everyone
     # (bench/flashcrowd.py). A dead origin refuses at once; nginx then tries the next.
     api = "\n".join(f"        server {o} max_fails=0;" for o in cfg.origins)
+    control = "\n".join(
+        f"        server {o} max_fails=0;" for o in cfg.control_origins or cfg.origins
+    )
+    control_note = (
+        "origins of its own,\n    # so that a crowd filling the others' queues cannot delay a host"
+        if cfg.control_origins
+        else "the same origins\n    # (tribune edge-config --control-origin gives it its own)"
+    )
     media_ttl = f"{cfg.media_ttl_s}s"
     stale_media = "updating error timeout http_500 http_502 http_503 http_504"
     zone_mb = cfg.rate_zone_mb
@@ -971,10 +1026,23 @@ http {{
     limit_req_log_level warn;
 {_attack_http(cfg)}{_stream_http(cfg)}{_routes_map(cfg)}
     # -- origins --------------------------------------------------------------------------
-    # The control API: any origin will do.
+    # The crowd's requests (joins, heartbeats, reactions, room state, events): any of
+    # these origins will do.
     upstream tribune_api {{
 {api}
         keepalive 64;
+    }}
+    # Every other write (stage and moderation, sign-in, WHIP...): {control_note}
+    upstream tribune_control {{
+{control}
+        keepalive 32;
+    }}
+    # Requests outside the edge's own locations: reads (pages, listings, a Space's details)
+    # scale with the crowd, writes are people acting.
+    map $request_method $tribune_lane {{
+        default tribune_control;
+        GET tribune_api;
+        HEAD tribune_api;
     }}
     # The audio: the origin that makes it. One media origin for now (docs/edges.md).
     upstream tribune_media {{
