@@ -52,6 +52,9 @@ Status = Literal["admitted", "queued", "used", "lost"]
 TAU_S = 10.0
 #: the longest a client is told to wait before asking again (it learns its new place)
 MAX_RETRY_S = 30
+#: an honest client comes back after a Retry-After plus a random extra of up to this share
+#: of it (the web player and bench/_flashcrowd_client.py draw it uniformly; docs/api.md)
+CLIENT_JITTER = 0.25
 #: a measured rate is never taken below this share of the configured one (a full Space
 #: would otherwise promise an endless wait to everyone, and forget it slowly)
 _RATE_FLOOR = 0.02
@@ -230,6 +233,20 @@ class MemoryWaitingRoom:
         self._used_order.clear()
 
 
+def expected_wait(turn: float) -> float:
+    """When a client that keeps the rules is let in, if its turn comes in ``turn`` seconds:
+    it comes back after each Retry-After (whole seconds, at most ``MAX_RETRY_S``) plus its
+    jitter (a quarter of it at most, an eighth on average), and is admitted at the first
+    return after its turn. That, not the turn itself, is what the person waits."""
+    stretch = 1 + CLIENT_JITTER / 2
+    hop = MAX_RETRY_S * stretch
+    # the returns after the longest Retry-After that only learn a new place ...
+    hops = max(0, math.ceil((turn - MAX_RETRY_S) / hop))
+    rest = turn - hops * hop
+    # ... then one more, after a Retry-After of the rest (none if that is past already)
+    return hops * hop + (max(1, math.ceil(rest)) * stretch if rest > 0 else 0.0)
+
+
 class Admission:
     """The join path's gate: the limits, the tickets, and the waiting room behind them."""
 
@@ -324,8 +341,9 @@ class Admission:
                 "so there is no need to come early"
             )
         else:
-            wait = verdict.gap / max(verdict.rate, _RATE_FLOOR * configured)
-            retry = min(MAX_RETRY_S, max(1, math.ceil(wait)))
+            turn = verdict.gap / max(verdict.rate, _RATE_FLOOR * configured)
+            retry = min(MAX_RETRY_S, max(1, math.ceil(turn)))
+            wait = expected_wait(turn)
             detail = "the Space is full right now; you are in line and will be let in in turn"
         raise Queued(
             detail,
