@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import resource
 import time
@@ -38,6 +39,10 @@ from _flashcrowd_client import (
 )
 
 USER_AGENT = "flashcrowd-listener"
+
+
+#: the niceness of the crowd's processes (tribune.cluster runs its API workers at 10 too)
+CROWD_NICE = 10
 
 
 @dataclass(frozen=True)
@@ -239,6 +244,12 @@ def worker_main(worker: int, inbox: Any, out: Any) -> None:
         uvloop.install()
     out.put(("ready", worker, None))
     plan: CrowdPlan = inbox.get()
+    if not plan.cohort:
+        # The crowd and the attack stand for machines elsewhere: here they yield the CPU
+        # as the cluster's crowd-facing workers do (tribune.cluster), so that the media
+        # process, the edges and the host are not starved by the load generator itself.
+        # The listeners playing throughout (their own process) keep the default.
+        os.nice(CROWD_NICE)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

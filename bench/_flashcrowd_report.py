@@ -26,11 +26,20 @@ TARGET_ATTEMPTS = 50_000
 TARGET_CONTROL_P99_S = 0.5
 TARGET_OUTAGE_RATIO = 1.1
 TARGET_START_DELAY_S = 1.0
+#: issue 6, item 2: "the estimate of wait is within 25 % of what actually happens", for
+#: this share of the waits no error interrupted
+TARGET_ESTIMATE_SHARE = 0.9
 #: the host's moderation (targets) and the rest of the platform (reported)
 HOST_ACTIONS = ("accept request", "mute", "unmute", "demote", "remove")
 PROBES = ("join another Space", "list live Spaces", "sign in")
-#: answers an honest listener may get: admitted, a place in line, a puzzle to solve
-EXPECTED = {(201, ""), (503, "waiting-room"), (403, "proof-of-work-required")}
+#: answers an honest listener may get: admitted, a place in line, a puzzle to solve, or
+#: "come back in 2 s" from an edge that has enough of the Space's joins at the origins
+EXPECTED = {
+    (201, ""),
+    (503, "waiting-room"),
+    (403, "proof-of-work-required"),
+    (503, "join-busy"),
+}
 #: the players' event loop running this late can make a stall of its own
 LAG_S = 0.1
 #: after the join path is back, the edges may still hold a worker as failed this long
@@ -568,6 +577,15 @@ def targets(report: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
             + f" ({d['join_requests_per_s']:.1f} requests/s with the proofs of work)",
             ratio is not None and ratio <= TARGET_OUTAGE_RATIO,
         ))  # fmt: skip
+    est = report["estimates"]
+    share = est["undisturbed_within_25_percent"]
+    out.append((
+        f"wait estimates within 25 % of the wait: >= {100 * TARGET_ESTIMATE_SHARE:.0f} %",
+        "-" if share is None else
+        f"{100 * share:.0f} % of {est['undisturbed_n']:,} waits of 2 s or more (estimate / "
+        f"wait p50 {est['undisturbed_estimate_over_actual']['p50']:.2f})",
+        share is not None and share >= TARGET_ESTIMATE_SHARE,
+    ))  # fmt: skip
     s = report["start"]
     delay = s["delay_s"]
     out.append((

@@ -4,10 +4,10 @@
     .venv/bin/python bench/flashcrowd.py --listeners 3000 --duration 60 --outage 10
 
 The cluster is ``tribune cluster up``'s (``tribune.cluster.running_cluster``: PostgreSQL,
-Redis, a media node, 2 API workers, 2 nginx edges on 127.0.0.1), in attack mode with a
-low proof-of-work difficulty (``--pow-bits``, 8: the simulated crowd's CPU is not what
-is measured here; bench/pow_browser.py times the browser at the real setting) and the
-admission limits of the run (``--admit-per-s``, ``--max-listeners``).
+Redis, a media node, 2 API workers, a control worker, 2 nginx edges on 127.0.0.1), in
+attack mode with a low proof-of-work difficulty (``--pow-bits``, 8: the simulated crowd's
+CPU is not what is measured here; bench/pow_browser.py times the browser at the real
+setting) and the admission limits of the run (``--admit-per-s``, ``--max-listeners``).
 
 The run, on the wall clock (``--duration`` compresses "five minutes" around 8 pm):
 
@@ -30,13 +30,14 @@ The run, on the wall clock (``--duration`` compresses "five minutes" around 8 pm
    replays of legitimate tokens, admitted tickets and spent proofs of work; a flood from
    4 addresses; junk (random paths, garbage and oversized bodies, wrong methods).
 4. From the start on, the host moderates (ask to speak -> accept -> mute -> unmute ->
-   demote, then a removal, and again), every request timed; probes time a guest joining
+   demote, then a removal, and again), every request timed, through the edges to the
+   control worker (writes), on through the outage; probes time a guest joining
    another live Space, the listing of live Spaces and signing in
    (bench/_flashcrowd_host.py).
 5. ``--outage-after`` seconds after the start both API workers go down for ``--outage``
    seconds (``--outage-mode stop``: killed, then started again with the same command and
-   environment; ``pause``: SIGSTOP / SIGCONT). The host and the probes wait it out; the
-   crowd does what its rules say.
+   environment; ``pause``: SIGSTOP / SIGCONT). The control worker stays up: the host's
+   moderation goes on; the probes wait the outage out; the crowd does what its rules say.
 
 Reported (a table, bench/results/flashcrowd.json and flashcrowd.png; the figures are
 computed in bench/_flashcrowd_report.py, whose docstrings say how): arrival to first
