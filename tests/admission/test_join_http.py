@@ -138,3 +138,39 @@ def test_joins_before_a_scheduled_start_are_pre_queued(limited: LiveServer):
         assert host.post(f"/api/spaces/{sid}/start").status_code == 200
         time.sleep(limited.settings.state_max_age_s + 0.1)
         assert come_back(guest, sid, early["ticket"]).status_code == 201
+
+
+def test_a_space_started_through_another_worker_is_live_here_at_once(
+    redis_url: str,
+    start_server: Callable[..., LiveServer],
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """Two workers on one database and one Redis, their room state trusted for 5 s: the
+    host starts the Space at its scheduled second through one (a control worker), and a
+    listener pre-queued on the other gets in within a fraction of a second, not up to 5 s
+    later (around the start each worker looks every 0.1 s)."""
+    shared = {
+        "media": False,
+        "redis_url": redis_url,
+        "data_dir": tmp_path_factory.mktemp("shared"),
+        "secret_key": "s" * 64,
+        "state_max_age_s": 5,
+    }
+    crowd, control = start_server(**shared), start_server(**shared)
+    try:
+        from datetime import UTC, datetime, timedelta
+
+        host = sign_up(control.url)
+        start = datetime.now(UTC) + timedelta(seconds=2)
+        sid = create_space(host, scheduled_start=start.isoformat())["id"]
+        with crowd.client() as guest:
+            early = queued(guest.post(f"/api/spaces/{sid}/join"))
+            assert early["prestart"]
+            time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()))
+            assert host.post(f"/api/spaces/{sid}/start").status_code == 200
+            time.sleep(0.3)
+            r = guest.post(f"/api/spaces/{sid}/join", json={"ticket": early["ticket"]})
+            assert r.status_code == 201, r.text
+    finally:
+        crowd.stop()
+        control.stop()

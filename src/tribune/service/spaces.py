@@ -65,6 +65,12 @@ class Joined:
     expires_at: int
 
 
+#: from this long before a Space's scheduled start until it is live, each worker looks at
+#: its state every START_WATCH_S (instead of the room state's max-age)
+START_WATCH_LEAD_S = 5.0
+START_WATCH_S = 0.1
+
+
 @dataclass(frozen=True)
 class _Gate:
     """What the join path needs to know about a Space, cached briefly in memory."""
@@ -246,21 +252,35 @@ class Spaces:
         """The Space's join policy from memory; refreshed at most once per max-age.
 
         A crowd arrives at once, so the refresh is single-flight: one database read per
-        Space per expiry, while the others keep using the previous answer. Unknown ids
+        Space per expiry, while the others keep using the previous answer (except around a
+        scheduled start, see ``_max_age``, where they wait for the new one). Unknown ids
         are remembered too, so a flood of made-up ids costs one read each per max-age.
         """
         gate = self._gates.get(space_id)
         now = time.monotonic()
-        if gate is not None and now - gate.fetched <= self.rt.settings.state_max_age_s:
+        max_age = self._max_age(gate) if gate is not None else 0.0
+        if gate is not None and now - gate.fetched <= max_age:
             return self._checked(space_id, gate)
         fetch = self._gate_fetches.get(space_id)
         if fetch is None:
             fetch = asyncio.ensure_future(self._fetch_gate(space_id))
             self._gate_fetches[space_id] = fetch
             fetch.add_done_callback(lambda _: self._gate_fetches.pop(space_id, None))
-        if gate is None:
+        if gate is None or max_age < self.rt.settings.state_max_age_s:
+            # nothing to go on, or watching for the start: the previous answer will not do
             gate = await asyncio.shield(fetch)
         return self._checked(space_id, gate)
+
+    def _max_age(self, gate: _Gate) -> float:
+        """How long a gate is trusted: the room state's max-age, but around the scheduled
+        start of a Space not yet live only ``START_WATCH_S``: the host starts it through
+        another process (the control worker), and a crowd waiting here must see it live
+        at once, not up to a max-age later (one database read per worker and 100 ms)."""
+        max_age = float(self.rt.settings.state_max_age_s)
+        start = gate.scheduled_start if gate.state is SpaceState.SCHEDULED else None
+        if start is not None and (start - self.rt.now()).total_seconds() < START_WATCH_LEAD_S:
+            return min(max_age, START_WATCH_S)
+        return max_age
 
     async def _fetch_gate(self, space_id: str) -> _Gate:
         async with self.rt.db.read() as conn:
