@@ -183,7 +183,7 @@ async def test_the_pre_queue_is_shuffled_at_the_start_then_first_come_first_serv
         queued = await join(adm, live=False)
         assert queued is not None
         assert queued.prestart
-        assert queued.retry_after >= 5
+        assert queued.retry_after >= 1
         tickets.append(queued.ticket)
     late = [await join(adm) for _ in range(20)]  # the first join after the start
     places = []
@@ -199,6 +199,28 @@ async def test_the_pre_queue_is_shuffled_at_the_start_then_first_come_first_serv
     assert len(after) == 20
     assert min(after) >= 300
     assert after == sorted(after)
+
+
+async def test_pre_start_tickets_come_back_at_their_turn_not_all_at_the_start(
+    room: WaitingRoom,
+):
+    """20 s before the start, 10 admitted a second: a ticket whose key ranks k-th so far is
+    told to come back about k / 10 s after the start (never before it, at most 30 s on),
+    so the pre-queue's returns spread over its drain instead of arriving at once."""
+    adm = admission(room, rate=10)
+    answers = []
+    for _ in range(200):
+        try:
+            await adm.admit("sp", None, live=False, starts_in_s=20.0)
+        except Queued as queued:
+            answers.append(queued)
+    assert len(answers) == 200
+    for queued in answers[-50:]:  # ranks among all 200 keys drawn so far
+        turn = 20.0 + queued.position / 10
+        assert queued.retry_after == min(30, math.ceil(turn))
+        assert queued.retry_after >= 20
+        assert queued.estimated_wait_s == pytest.approx(expected_wait(turn), abs=0.06)
+    assert len({q.retry_after for q in answers[-50:]}) > 5
 
 
 async def test_the_wait_estimate_comes_true_within_25_percent(room: WaitingRoom):

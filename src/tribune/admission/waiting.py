@@ -334,8 +334,14 @@ class Admission:
         configured = self.limits.admit_per_s
         position = max(1, math.ceil(verdict.gap))
         if verdict.prestart:
-            wait = max(0.0, starts_in_s) + verdict.gap / configured
-            retry = min(MAX_RETRY_S, max(5, math.ceil(starts_in_s) - 5))
+            # The place is drawn at the start, from a key drawn now: ``gap``, the rank of
+            # this ticket's key so far, puts its turn about gap / rate after the start.
+            # Come back then rather than all at the start (the order is the keys', not who
+            # asks first): the pre-queue returns spread over its drain instead of arriving
+            # in one burst. At most MAX_RETRY_S apart, for a host who starts early.
+            turn = max(0.0, starts_in_s) + verdict.gap / configured
+            retry = min(MAX_RETRY_S, max(1, math.ceil(turn)))
+            wait = expected_wait(turn)
             detail = (
                 "the Space has not started; places in line are drawn at random at the start, "
                 "so there is no need to come early"
