@@ -48,3 +48,13 @@ def test_edges_are_a_list_of_base_urls(tmp_path: Path) -> None:
     for bad in ("10.0.0.7:8080", "http://e/x", "ftp://e"):
         with pytest.raises(ValueError, match="TRIBUNE_EDGES"):
             Settings(data_dir=tmp_path, edges=bad).edge_urls()
+
+
+def test_nice_is_a_niceness_to_add(tmp_path: Path) -> None:
+    """TRIBUNE_NICE: 0 to 19 (tests/scaled/test_cluster.py sees the API workers at 10);
+    a process may only lower its own priority."""
+    assert Settings(data_dir=tmp_path).nice == 0
+    assert Settings(data_dir=tmp_path, nice=10).nice == 10
+    for bad in (-5, 20):
+        with pytest.raises(ValueError, match="nice"):
+            Settings(data_dir=tmp_path, nice=bad)

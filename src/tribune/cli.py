@@ -100,6 +100,7 @@ def _edge_config(args: argparse.Namespace) -> int:
             collapse=args.collapse,
             user=args.user,
             worker_processes=args.workers,
+            worker_priority=args.worker_priority,
             worker_connections=args.worker_connections,
             pid=args.pid.resolve(),
             error_log=args.error_log,
@@ -225,6 +226,13 @@ def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     edge.add_argument("--user", help="user (and group) for worker processes when run as root")
     edge.add_argument("--workers", default="auto", help="worker processes (auto)")
+    edge.add_argument(
+        "--worker-priority",
+        type=int,
+        default=0,
+        help="the workers' niceness, -20 to 19 (0; below 0 needs nginx started as root: on "
+        "a machine shared with origins, -5 puts the audio the edge serves first)",
+    )
     edge.add_argument(
         "--worker-connections",
         type=int,

@@ -7,7 +7,8 @@
                                 at TRIBUNE_NICE=10 (the audio and the hosts come first)
     1 control worker            the same, for every other write (stage, moderation,
                                 sign-in, WHIP): a crowd in the API workers cannot delay it
-    2 edges                     nginx + njs + nchan from `tribune edge-config`: listeners
+    2 edges                     nginx + njs + nchan from `tribune edge-config` (workers at
+                                niceness -5 when started as root): listeners
                                 come here; the media node pushes every part to their streams
 
 all on 127.0.0.1, every process its own, sharing one secret and one data directory (so
@@ -178,6 +179,9 @@ def running_cluster(
                 "--cache-dir", str(home / "cache"), "--marks-dir", str(marks),
                 "--pid", str(home / "nginx.pid"), "--error-log", str(home / "error.log"),
                 "--access-log", str(home / "access.log"),
+                # The edges serve the audio: on this shared machine their workers come first
+                # (a negative niceness needs root; otherwise they share alike).
+                "--worker-priority", "-5" if os.geteuid() == 0 else "0",
                 *edge_flags,
             ]  # fmt: skip
             subprocess.run(cmd, env=base, check=True, stdout=subprocess.DEVNULL)

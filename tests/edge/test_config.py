@@ -109,6 +109,7 @@ def test_without_a_secret_it_writes_nothing(tmp_path: Path, monkeypatch, capsys)
         (["--join-burst", "-1"], "join_burst must not be negative"),
         (["--token-rate", "0"], "token_rate must be at least 1"),
         (["--space-joins", "0"], "space_joins must be at least 1"),
+        (["--worker-priority", "-21"], "worker_priority must be between -20 and 19"),
         (["--space-joins", "70000"], "at most 65535"),
         (["--control-origin", "http://c:1/x"], "scheme://host:port only"),
         (["--nchan-module", "/x.so; evil"], "may only contain"),
@@ -164,8 +165,11 @@ def test_writes_go_to_control_origins_when_there_are_some(origin: Origin, tmp_pa
 
 
 def test_a_spaces_joins_in_flight_are_capped(origin: Origin, tmp_path: Path):
-    assert write_config(origin, tmp_path, 8089, "--space-joins", "12") == 0
+    assert (
+        write_config(origin, tmp_path, 8089, "--space-joins", "12", "--worker-priority", "-5") == 0
+    )
     text = (tmp_path / "nginx.conf").read_text()
+    assert "\nworker_priority -5;\n" in text
     for name in ("@tribune_join", "@tribune_join_ticket"):
         block = re.search(rf"location {name} \{{(.*?)\}}", text, re.S)
         assert block

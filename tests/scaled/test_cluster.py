@@ -1,5 +1,6 @@
 """The cluster `tribune cluster up` runs, driven end to end through its edges: PostgreSQL,
-Redis, a media node, two API workers and two nginx edges, each a real process."""
+Redis, a media node, two API workers, a control worker and two nginx edges, each a real
+process."""
 
 from __future__ import annotations
 
@@ -50,6 +51,48 @@ def cluster() -> Iterator[Cluster]:
         Path(tmp).chmod(0o755)
         with running_cluster(Path(tmp) / "cluster") as running:
             yield running
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_writes_go_to_the_control_worker_and_the_crowds_workers_yield_the_cpu(
+    cluster: Cluster,
+) -> None:
+    """The edges send people's writes (an account, a Space) to the control worker and reads
+    to the API workers (the edge's access log says which answered); the API workers run at
+    nice 10, the edges' workers at -5, everything else at 0."""
+    edge = cluster.edges[0]
+    host = sign_up(edge)
+    create_space(host, title="Which worker")
+    assert httpx.get(f"{edge}/api/spaces?state=live", timeout=10).status_code == 200
+    control = {address(url) for url in cluster.control_workers}
+    crowd = {address(url) for url in cluster.api_workers}
+    log = (cluster.directory / "edge-1" / "access.log").read_text().splitlines()
+
+    def upstream(method_path: str) -> tuple[str, int]:
+        line = next(x for x in reversed(log) if f'"{method_path}' in x)
+        host_port = line.split(" upstream=", 1)[1].split()[0]
+        name, port = host_port.rsplit(":", 1)
+        return name, int(port)
+
+    assert upstream("POST /api/accounts") in control
+    assert upstream("POST /api/spaces") in control
+    assert upstream("GET /api/spaces") in crowd
+    for name, proc in cluster.processes.items():
+        want = 10 if name.startswith("api-") else 0
+        if name.startswith(("api-", "control-", "media", "edge-")):
+            assert _nice(proc.pid) == want, name
+        if name.startswith("edge-"):  # nginx's workers: the audio first (we run as root)
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            workers = [
+                int(pid)
+                for pid in children
+                if b"worker process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+            assert workers
+            assert {_nice(pid) for pid in workers} == {-5}, name
 
 
 async def test_listeners_on_both_edges_hear_the_speaker_and_one_edge_can_go(

@@ -315,6 +315,9 @@ class EdgeConfig:
     collapse: Collapse = "hold"
     user: str | None = None
     worker_processes: str = "auto"
+    #: nginx's worker_priority: below 0 (the master must run as root), the edge's workers
+    #: get the CPU before the origins' processes on a shared machine: they serve the audio
+    worker_priority: int = 0
     worker_connections: int = 16384
     pid: Path = Path("/run/tribune-edge.pid")
     error_log: str = "stderr"
@@ -358,6 +361,8 @@ class EdgeConfig:
             raise EdgeConfigError(f"user {self.user!r}: give USER or 'USER GROUP'")
         if self.worker_processes != "auto" and not self.worker_processes.isdigit():
             raise EdgeConfigError("worker_processes must be 'auto' or a number")
+        if not -20 <= self.worker_priority <= 19:
+            raise EdgeConfigError("worker_priority must be between -20 and 19 (a niceness)")
         for what, path in (
             ("cache dir", self.cache_dir),
             ("marks dir", self.marks_dir),
@@ -959,6 +964,7 @@ def render_nginx_conf(cfg: EdgeConfig, script: Path) -> str:
 load_module {cfg.njs_module};
 {nchan}{user}
 worker_processes {cfg.worker_processes};
+worker_priority {cfg.worker_priority};
 # Every request outside the edge's own locations is matched against the origin's routes.
 pcre_jit on;
 worker_rlimit_nofile {cfg.worker_connections * 2};
