@@ -41,8 +41,9 @@ from _flashcrowd_client import (
 USER_AGENT = "flashcrowd-listener"
 
 
-#: the niceness of the crowd's processes (tribune.cluster runs its API workers at 10 too)
-CROWD_NICE = 10
+#: the niceness of the crowd's processes: below the cluster's API workers (10), which are
+#: below the media process, the edges and the control worker (0)
+CROWD_NICE = 15
 
 
 @dataclass(frozen=True)
@@ -246,8 +247,8 @@ def worker_main(worker: int, inbox: Any, out: Any) -> None:
     plan: CrowdPlan = inbox.get()
     if not plan.cohort:
         # The crowd and the attack stand for machines elsewhere: here they yield the CPU
-        # as the cluster's crowd-facing workers do (tribune.cluster), so that the media
-        # process, the edges and the host are not starved by the load generator itself.
+        # to the cluster (its crowd-facing workers too), so that the load generator does
+        # not starve what it measures.
         # The listeners playing throughout (their own process) keep the default.
         os.nice(CROWD_NICE)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -209,33 +209,21 @@ def _fairness(run: RunData) -> dict[str, Any]:
     """Arrival order against admission order: in the pre-queue (should not correlate) and
     in the live line (first in, first out).
 
-    Right after the start the pre-queue's listeners come back as their last Retry-After
-    (5 s or more, plus jitter) says, so those who came in its last seconds come back
-    last, and whoever is back when their place comes up is let in: the order of the
-    first seconds partly follows the order of return. ``settled`` takes those admitted
-    after every pre-queued listener had been back once: their order is the places the
-    waiting room drew at the start."""
+    The pre-queue's listeners come back when their place's turn should come (their last
+    Retry-After before the start says so, from the key their place is drawn by), so the
+    order of return follows the places, not the arrivals."""
     pre, live = [], []
-    back = run.scheduled
     for x in run.listeners:
         if x["admitted"] is None:
             continue
         attempts = list(_attempts(x))
         if any(a[8] for a in attempts):
             pre.append((x["arrival"], x["admitted"]))
-            after = [a[1] for a in attempts if a[1] >= run.scheduled]
-            back = max(back, min(after) if after else x["admitted"])
         elif any(a[4] == "waiting-room" for a in attempts):
             live.append((x["arrival"], x["admitted"]))
-    settled = [(a, b) for a, b in pre if b > back]
     return {
         "prequeue_n": len(pre),
         "prequeue_rank_correlation": spearman([a for a, _ in pre], [b for _, b in pre]),
-        "prequeue_all_back_s": back - run.scheduled,
-        "prequeue_settled_n": len(settled),
-        "prequeue_settled_rank_correlation": spearman(
-            [a for a, _ in settled], [b for _, b in settled]
-        ),
         "live_line_n": len(live),
         "live_line_rank_correlation": spearman([a for a, _ in live], [b for _, b in live]),
     }
@@ -664,12 +652,6 @@ def print_table(report: dict[str, Any]) -> None:
             f"pre-queue {fair['prequeue_rank_correlation']:+.3f} (n={fair['prequeue_n']:,})"
             + ("" if live is None else f", live line {live:+.3f} (n={fair['live_line_n']:,})"),
         ))  # fmt: skip
-        settled = fair["prequeue_settled_rank_correlation"]
-        if settled is not None:
-            rows.append((
-                f"  pre-queue once all were back (+{fair['prequeue_all_back_s']:.1f} s)",
-                f"{settled:+.3f} (n={fair['prequeue_settled_n']:,})",
-            ))  # fmt: skip
     for label, value in rows:
         print(f"  {label:<50}{value}")
 
